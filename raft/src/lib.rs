@@ -508,6 +508,8 @@ mod errors;
 mod log_unstable;
 mod quorum;
 #[cfg(test)]
+// Fork: rustc 1.95 requires docs on this test-only public module.
+#[allow(missing_docs)]
 pub mod raft;
 #[cfg(not(test))]
 mod raft;
