@@ -214,7 +214,10 @@ mod tests {
                 ..
             }) => {
                 assert_eq!((*failed, *total), (1, 2));
-                assert!(report.contains("t.txt:6 echo\nexpected:\nyes\nactual:\nno\n"), "{report}");
+                assert!(
+                    report.contains("t.txt:6 echo\nexpected:\nyes\nactual:\nno\n"),
+                    "{report}"
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -266,7 +269,10 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let expected: Vec<PathBuf> = ["a.txt", "b.txt", "sub/c.txt"].iter().map(PathBuf::from).collect();
+        let expected: Vec<PathBuf> = ["a.txt", "b.txt", "sub/c.txt"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
         assert_eq!(seen, expected);
     }
 }
