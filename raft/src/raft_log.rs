@@ -236,6 +236,12 @@ impl<T: Storage> RaftLog<T> {
 
     /// Answers the question: Does this index belong to this term?
     pub fn match_term(&self, idx: u64, term: u64) -> bool {
+        // Fork: `term` reports 0 for an index the log does not hold, so a term
+        // of 0 must not match there; an append would otherwise truncate past
+        // the end of the log (tikv/tikv#18129, etcd-io/raft#31).
+        if idx < self.first_index() - 1 || idx > self.last_index() {
+            return false;
+        }
         self.term(idx).map(|t| t == term).unwrap_or(false)
     }
 
@@ -372,6 +378,17 @@ impl<T: Storage> RaftLog<T> {
                 "after {} is out of range [committed {}]",
                 after,
                 self.committed
+            )
+        }
+        // Fork: entries must continue the log; name the gap instead of
+        // failing later as an unstable.slice bound.
+        let last_index = self.last_index();
+        if after > last_index {
+            fatal!(
+                self.unstable.logger,
+                "appending entries from {} would leave a gap after last index {}",
+                after + 1,
+                last_index
             )
         }
         self.unstable.truncate_and_append(ents);
