@@ -391,6 +391,14 @@ impl<T: Storage> RaftLog<T> {
                 last_index
             )
         }
+        // Fork: with no unstable entries, storage may hold entries at or past
+        // unstable.offset (written outside the Ready loop, or recovered
+        // late); up to `after` they match, so keep them as the stable prefix.
+        // The next Ready then starts at the first new entry, and
+        // Storage::append truncates the stale tail from there.
+        if self.unstable.entries.is_empty() && after >= self.unstable.offset {
+            self.unstable.offset = after + 1;
+        }
         self.unstable.truncate_and_append(ents);
         self.last_index()
     }
@@ -607,8 +615,15 @@ impl<T: Storage> RaftLog<T> {
             return Ok(ents);
         }
 
-        if low < self.unstable.offset {
-            let unstable_high = cmp::min(high, self.unstable.offset);
+        // Fork: with no unstable entries the whole log is in storage, at or
+        // past unstable.offset too.
+        let unstable_low = if self.unstable.entries.is_empty() {
+            high
+        } else {
+            self.unstable.offset
+        };
+        if low < unstable_low {
+            let unstable_high = cmp::min(high, unstable_low);
             match self.store.entries(low, unstable_high, max_size, context) {
                 Err(e) => match e {
                     Error::Store(StorageError::Compacted)
@@ -630,9 +645,8 @@ impl<T: Storage> RaftLog<T> {
             }
         }
 
-        if high > self.unstable.offset {
-            let offset = self.unstable.offset;
-            let unstable = self.unstable.slice(cmp::max(low, offset), high);
+        if high > unstable_low {
+            let unstable = self.unstable.slice(cmp::max(low, unstable_low), high);
             ents.extend_from_slice(unstable);
         }
         util::limit_size(&mut ents, max_size);
