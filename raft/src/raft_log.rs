@@ -691,6 +691,10 @@ impl<T: Storage> RaftLog<T> {
     }
 }
 
+// Fork: tests of the fork's patches, kept apart from upstream's.
+#[cfg(test)]
+mod fork_tests;
+
 #[cfg(test)]
 mod test {
     use std::{
