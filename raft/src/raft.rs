@@ -2928,3 +2928,7 @@ impl<T: Storage> Raft<T> {
         }
     }
 }
+
+// Fork: tests of the fork's patch to become_leader.
+#[cfg(test)]
+mod fork_tests;

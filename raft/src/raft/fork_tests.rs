@@ -1,0 +1,71 @@
+// Copyright 2026 The raft-rs fork authors. Licensed under Apache-2.0.
+
+//! Tests of the fork's patch to `become_leader` (0007): a node whose storage
+//! gained entries outside the Ready loop wins an election.
+
+use crate::eraftpb::{ConfState, Entry, HardState};
+use crate::storage::MemStorage;
+use crate::{default_logger, Config, RawNode, StateRole};
+
+fn run(first: u64, last: u64, term: u64) -> Vec<Entry> {
+    (first..=last)
+        .map(|index| Entry {
+            index,
+            term,
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The only voter of its cluster, started over `1..=5` at term 1, whose
+/// storage then receives `6..=8` behind raft's back.
+fn single_voter_with_storage_ahead() -> (RawNode<MemStorage>, MemStorage) {
+    let store = MemStorage::new_with_conf_state(ConfState::from((vec![1], vec![])));
+    store.wl().append(&run(1, 5, 1)).unwrap();
+    store.wl().set_hardstate(HardState {
+        term: 1,
+        commit: 5,
+        ..Default::default()
+    });
+    let config = Config {
+        id: 1,
+        applied: 5,
+        ..Config::new(1)
+    };
+    let node = RawNode::new(&config, store.clone(), &default_logger()).unwrap();
+    store.wl().append(&run(6, 8, 1)).unwrap();
+    (node, store)
+}
+
+#[test]
+fn candidate_with_storage_ahead_becomes_leader() {
+    let (mut node, _) = single_voter_with_storage_ahead();
+    node.campaign().unwrap();
+    assert_eq!(node.raft.state, StateRole::Leader);
+    assert_eq!(node.raft.raft_log.last_index(), 9);
+    // Its own progress counts only what it knows is persisted.
+    assert_eq!(node.raft.prs().get(1).unwrap().matched, 5);
+    assert_eq!(node.raft.raft_log.committed, 5);
+}
+
+#[test]
+fn leader_with_storage_ahead_commits_once_its_entry_is_persisted() {
+    let (mut node, store) = single_voter_with_storage_ahead();
+    node.campaign().unwrap();
+    let ready = node.ready();
+    assert_eq!(
+        ready
+            .entries()
+            .iter()
+            .map(|e| (e.index, e.term))
+            .collect::<Vec<_>>(),
+        vec![(9, 2)]
+    );
+    store.wl().append(ready.entries()).unwrap();
+    if let Some(hs) = ready.hs() {
+        store.wl().set_hardstate(hs.clone());
+    }
+    let light = node.advance(ready);
+    assert_eq!(light.commit_index(), Some(9));
+    assert_eq!(node.raft.prs().get(1).unwrap().matched, 9);
+}
