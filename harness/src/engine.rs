@@ -1,0 +1,346 @@
+//! The engine adapter: the only code that names the two raft crates.
+//!
+//! [`Upstream`] is crates.io raft 0.7.0 and [`Fork`] is this repository's
+//! `raft/`. One macro implements [`Engine`] for both, and makes the
+//! simulated disk ([`SimStorage`]) each crate's `Storage`. Both crates use
+//! the workspace's `raft-proto`, so messages and entries are one type.
+
+use raft_proto::eraftpb::{Entry, HardState, Message, Snapshot};
+
+use crate::world::disk::{ReadError, SimStorage};
+
+/// Which engine a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// crates.io raft 0.7.0.
+    Upstream,
+    /// This repository's raft.
+    Fork,
+}
+
+impl EngineKind {
+    /// Both engines, upstream first.
+    pub const ALL: [EngineKind; 2] = [EngineKind::Upstream, EngineKind::Fork];
+
+    /// The name the CLI and reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Upstream => Upstream::NAME,
+            EngineKind::Fork => Fork::NAME,
+        }
+    }
+}
+
+/// What a node is configured with.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node's id.
+    pub id: u64,
+    /// Election timeouts are drawn from `[min, max)` ticks.
+    pub election_ticks_min: usize,
+    /// See `election_ticks_min`.
+    pub election_ticks_max: usize,
+    /// Ticks between heartbeats.
+    pub heartbeat_ticks: usize,
+    /// The index the node's state machine has applied.
+    pub applied: u64,
+    /// `Config::max_size_per_msg`.
+    pub max_size_per_msg_bytes: u64,
+    /// `Config::max_inflight_msgs`.
+    pub max_inflight_msgs: usize,
+    /// `Config::pre_vote`.
+    pub pre_vote: bool,
+    /// `Config::check_quorum`.
+    pub check_quorum: bool,
+}
+
+/// A node's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asks for pre-votes.
+    PreCandidate,
+    /// Asks for votes.
+    Candidate,
+    /// Leads its term.
+    Leader,
+}
+
+/// What the simulation reads of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Current term.
+    pub term: u64,
+    /// Current role.
+    pub role: Role,
+    /// The leader the node knows, 0 if none.
+    pub leader_id: u64,
+    /// The commit index.
+    pub commit: u64,
+    /// The last index of the node's log (storage and unstable).
+    pub last_index: u64,
+}
+
+/// The parts of a `Ready` the simulation acts on, in the order the
+/// documented loop handles them.
+#[derive(Debug, Default)]
+pub struct ReadyParts {
+    /// `Ready::number`.
+    pub number: u64,
+    /// Messages to send at once.
+    pub messages: Vec<Message>,
+    /// A snapshot to apply to storage and the state machine.
+    pub snapshot: Option<Snapshot>,
+    /// Committed entries to apply.
+    pub committed_entries: Vec<Entry>,
+    /// Entries to append to storage.
+    pub entries: Vec<Entry>,
+    /// The hard state to write, if it changed.
+    pub hard_state: Option<HardState>,
+    /// Messages to send once the above is durable.
+    pub persisted_messages: Vec<Message>,
+}
+
+/// The parts of a `LightReady`.
+#[derive(Debug, Default)]
+pub struct LightParts {
+    /// The new commit index, if it changed.
+    pub commit: Option<u64>,
+    /// Committed entries to apply.
+    pub committed_entries: Vec<Entry>,
+    /// Messages to send.
+    pub messages: Vec<Message>,
+}
+
+/// A raft implementation the simulation can drive.
+pub trait Engine {
+    /// The name in reports.
+    const NAME: &'static str;
+    /// A `RawNode` over [`SimStorage`], with whatever the adapter keeps.
+    type Node;
+
+    /// `RawNode::new`.
+    fn new_node(config: &NodeConfig, storage: SimStorage) -> Result<Self::Node, String>;
+    /// `RawNode::tick`.
+    fn tick(node: &mut Self::Node);
+    /// `RawNode::step`.
+    fn step(node: &mut Self::Node, msg: Message) -> Result<(), String>;
+    /// `RawNode::campaign`.
+    fn campaign(node: &mut Self::Node) -> Result<(), String>;
+    /// `RawNode::propose` with no context.
+    fn propose(node: &mut Self::Node, data: Vec<u8>) -> Result<(), String>;
+    /// `RawNode::transfer_leader`.
+    fn transfer_leader(node: &mut Self::Node, to: u64);
+    /// `RawNode::report_snapshot`: whether the snapshot sent to `to`
+    /// arrived.
+    fn report_snapshot(node: &mut Self::Node, to: u64, arrived: bool);
+    /// `RawNode::has_ready`.
+    fn has_ready(node: &Self::Node) -> bool;
+    /// `RawNode::ready`; the adapter keeps the `Ready` for the advance call.
+    fn ready(node: &mut Self::Node) -> ReadyParts;
+    /// `RawNode::advance_append` on the kept `Ready`.
+    fn advance_append(node: &mut Self::Node) -> LightParts;
+    /// `RawNode::advance_append_async` on the kept `Ready`.
+    fn advance_append_async(node: &mut Self::Node);
+    /// `RawNode::on_persist_ready`.
+    fn on_persist_ready(node: &mut Self::Node, number: u64);
+    /// `RawNode::advance_apply_to`.
+    fn advance_apply_to(node: &mut Self::Node, applied: u64);
+    /// Term, role, leader, commit and last index.
+    fn status(node: &Self::Node) -> NodeStatus;
+    /// `Raft::set_randomized_election_timeout`: raft 0.7 draws the timeout
+    /// from `thread_rng`, so the simulation overrides every draw with one
+    /// from its seed.
+    fn set_election_timeout(node: &mut Self::Node, ticks: usize);
+}
+
+/// crates.io raft 0.7.0.
+pub struct Upstream;
+
+/// This repository's raft.
+pub struct Fork;
+
+macro_rules! engine {
+    ($engine:ident, $node:ident, $name:literal, $raft:ident) => {
+        impl $raft::Storage for SimStorage {
+            fn initial_state(&self) -> $raft::Result<$raft::RaftState> {
+                let (hard_state, conf_state) = self.rl().initial_state();
+                Ok($raft::RaftState {
+                    hard_state,
+                    conf_state,
+                })
+            }
+
+            fn entries(
+                &self,
+                low: u64,
+                high: u64,
+                max_size: impl Into<Option<u64>>,
+                _context: $raft::GetEntriesContext,
+            ) -> $raft::Result<Vec<Entry>> {
+                let entries = self.rl().entries(low, high, max_size.into());
+                entries.map_err(|e| $raft::Error::Store(storage_error!($raft, e)))
+            }
+
+            fn term(&self, idx: u64) -> $raft::Result<u64> {
+                let term = self.rl().term(idx);
+                term.map_err(|e| $raft::Error::Store(storage_error!($raft, e)))
+            }
+
+            fn first_index(&self) -> $raft::Result<u64> {
+                Ok(self.rl().first_index())
+            }
+
+            fn last_index(&self) -> $raft::Result<u64> {
+                Ok(self.rl().last_index())
+            }
+
+            fn snapshot(&self, request_index: u64, _to: u64) -> $raft::Result<Snapshot> {
+                let snap = self.rl().snapshot(request_index);
+                snap.map_err(|e| $raft::Error::Store(storage_error!($raft, e)))
+            }
+        }
+
+        /// A `RawNode` of this engine, and the `Ready` being handled.
+        pub struct $node {
+            raw: $raft::RawNode<SimStorage>,
+            ready: Option<$raft::Ready>,
+        }
+
+        impl Engine for $engine {
+            const NAME: &'static str = $name;
+            type Node = $node;
+
+            fn new_node(config: &NodeConfig, storage: SimStorage) -> Result<$node, String> {
+                let raft_config = $raft::Config {
+                    id: config.id,
+                    election_tick: config.election_ticks_min,
+                    min_election_tick: config.election_ticks_min,
+                    max_election_tick: config.election_ticks_max,
+                    heartbeat_tick: config.heartbeat_ticks,
+                    applied: config.applied,
+                    max_size_per_msg: config.max_size_per_msg_bytes,
+                    max_inflight_msgs: config.max_inflight_msgs,
+                    pre_vote: config.pre_vote,
+                    check_quorum: config.check_quorum,
+                    ..Default::default()
+                };
+                let logger = slog::Logger::root(slog::Discard, slog::o!());
+                let raw = $raft::RawNode::new(&raft_config, storage, &logger)
+                    .map_err(|e| e.to_string())?;
+                Ok($node { raw, ready: None })
+            }
+
+            fn tick(node: &mut $node) {
+                node.raw.tick();
+            }
+
+            fn step(node: &mut $node, msg: Message) -> Result<(), String> {
+                node.raw.step(msg).map_err(|e| e.to_string())
+            }
+
+            fn campaign(node: &mut $node) -> Result<(), String> {
+                node.raw.campaign().map_err(|e| e.to_string())
+            }
+
+            fn propose(node: &mut $node, data: Vec<u8>) -> Result<(), String> {
+                node.raw
+                    .propose(Vec::new(), data)
+                    .map_err(|e| e.to_string())
+            }
+
+            fn transfer_leader(node: &mut $node, to: u64) {
+                node.raw.transfer_leader(to);
+            }
+
+            fn report_snapshot(node: &mut $node, to: u64, arrived: bool) {
+                let status = if arrived {
+                    $raft::SnapshotStatus::Finish
+                } else {
+                    $raft::SnapshotStatus::Failure
+                };
+                node.raw.report_snapshot(to, status);
+            }
+
+            fn has_ready(node: &$node) -> bool {
+                node.raw.has_ready()
+            }
+
+            fn ready(node: &mut $node) -> ReadyParts {
+                let mut rd = node.raw.ready();
+                let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().clone());
+                let parts = ReadyParts {
+                    number: rd.number(),
+                    messages: rd.take_messages(),
+                    snapshot,
+                    committed_entries: rd.take_committed_entries(),
+                    entries: rd.entries().clone(),
+                    hard_state: rd.hs().cloned(),
+                    persisted_messages: rd.take_persisted_messages(),
+                };
+                node.ready = Some(rd);
+                parts
+            }
+
+            fn advance_append(node: &mut $node) -> LightParts {
+                let rd = node.ready.take().expect("advance without a Ready");
+                let mut light = node.raw.advance_append(rd);
+                LightParts {
+                    commit: light.commit_index(),
+                    committed_entries: light.take_committed_entries(),
+                    messages: light.take_messages(),
+                }
+            }
+
+            fn advance_append_async(node: &mut $node) {
+                let rd = node.ready.take().expect("advance without a Ready");
+                node.raw.advance_append_async(rd);
+            }
+
+            fn on_persist_ready(node: &mut $node, number: u64) {
+                node.raw.on_persist_ready(number);
+            }
+
+            fn advance_apply_to(node: &mut $node, applied: u64) {
+                node.raw.advance_apply_to(applied);
+            }
+
+            fn status(node: &$node) -> NodeStatus {
+                let raft = &node.raw.raft;
+                NodeStatus {
+                    term: raft.term,
+                    role: match raft.state {
+                        $raft::StateRole::Follower => Role::Follower,
+                        $raft::StateRole::PreCandidate => Role::PreCandidate,
+                        $raft::StateRole::Candidate => Role::Candidate,
+                        $raft::StateRole::Leader => Role::Leader,
+                    },
+                    leader_id: raft.leader_id,
+                    commit: raft.raft_log.committed,
+                    last_index: raft.raft_log.last_index(),
+                }
+            }
+
+            fn set_election_timeout(node: &mut $node, ticks: usize) {
+                node.raw.raft.set_randomized_election_timeout(ticks);
+            }
+        }
+    };
+}
+
+macro_rules! storage_error {
+    ($raft:ident, $e:expr) => {
+        match $e {
+            ReadError::Compacted => $raft::StorageError::Compacted,
+            ReadError::Unavailable => $raft::StorageError::Unavailable,
+            ReadError::SnapshotTemporarilyUnavailable => {
+                $raft::StorageError::SnapshotTemporarilyUnavailable
+            }
+        }
+    };
+}
+
+engine!(Upstream, UpstreamNode, "upstream", upstream);
+engine!(Fork, ForkNode, "fork", raft);

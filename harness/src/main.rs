@@ -1,0 +1,270 @@
+//! The `harness` command line: `compare`, `replay`, `shrink` and `bench`.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use harness::bench::{bench, BenchWorkload};
+use harness::compare::{compare, render, to_json};
+use harness::engine::EngineKind;
+use harness::run::{run, Ending};
+use harness::scenario::{Options, Overrides, Scenario};
+use harness::shrink::shrink;
+use harness::world::trace::TraceLevel;
+
+/// Runs seeded raft cluster simulations on crates.io raft 0.7.0 and on the
+/// fork, side by side.
+#[derive(Parser)]
+#[command(name = "harness", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every seed of each scenario on both engines: one row per scenario and
+    /// engine. Exits 1 if the fork panics or fails a check outside
+    /// stale-tail (the negative control).
+    Compare {
+        /// Scenarios to run (repeatable); all by default.
+        #[arg(long = "scenario", value_enum)]
+        scenarios: Vec<Scenario>,
+        /// Seeds 0..N per scenario (default: each scenario's own count).
+        #[arg(long, conflicts_with = "seed")]
+        seeds: Option<u64>,
+        /// One seed only.
+        #[arg(long)]
+        seed: Option<u64>,
+        #[command(flatten)]
+        shape: Shape,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Worker threads (default: the machine's cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// One run, step by step.
+    Replay {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Print one line per event.
+        #[arg(long)]
+        trace: bool,
+        /// Only these fault events happen (ordinals, comma-separated), as
+        /// `shrink` prints.
+        #[arg(long, value_delimiter = ',')]
+        keep_faults: Option<Vec<u64>>,
+    },
+    /// A smaller schedule that fails the same way, with its replay command.
+    Shrink {
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// The same fault-free workload on both engines, interleaved; committed
+    /// entries per second and the fork/upstream ratio.
+    Bench {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Nodes in the cluster.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Entries proposed per tick.
+        #[arg(long, default_value_t = 1000)]
+        batch: u64,
+        /// Bytes per entry.
+        #[arg(long, default_value_t = 256)]
+        entry_bytes: usize,
+        /// Entries committed per run.
+        #[arg(long, default_value_t = 500_000)]
+        entries: u64,
+        /// Runs per engine.
+        #[arg(long, default_value_t = 4)]
+        rounds: u32,
+    },
+}
+
+/// Cluster shape overrides.
+#[derive(Args, Clone, Copy)]
+struct Shape {
+    /// Nodes in the cluster (1 to 7; default 3).
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Ticks with faults before the liveness phase.
+    #[arg(long)]
+    steps: Option<u64>,
+}
+
+impl From<Shape> for Overrides {
+    fn from(s: Shape) -> Overrides {
+        Overrides {
+            nodes: s.nodes,
+            steps: s.steps,
+        }
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The scenario.
+    #[arg(long, value_enum)]
+    scenario: Scenario,
+    /// The seed.
+    #[arg(long)]
+    seed: u64,
+    /// The engine.
+    #[arg(long, value_enum)]
+    engine: EngineKind,
+    #[command(flatten)]
+    shape: Shape,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Raft's panics are caught and reported per run; outside `replay` the
+    // default hook would print each one too. `replay` keeps it, for the
+    // panic's location (and backtrace with RUST_BACKTRACE=1).
+    if !matches!(cli.command, Command::Replay { .. }) {
+        std::panic::set_hook(Box::new(|_| {}));
+    }
+    match cli.command {
+        Command::Compare {
+            scenarios,
+            seeds,
+            seed,
+            shape,
+            json,
+            threads,
+        } => {
+            let scenarios = if scenarios.is_empty() {
+                Scenario::ALL.to_vec()
+            } else {
+                scenarios
+            };
+            let seeds_of = |s: Scenario| match (seed, seeds) {
+                (Some(seed), _) => vec![seed],
+                (None, n) => (0..n.unwrap_or_else(|| s.default_seeds())).collect(),
+            };
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let reports = compare(&scenarios, &seeds_of, shape.into(), threads);
+            if json {
+                println!("{}", to_json(&reports));
+            } else {
+                print!("{}", render(&reports));
+            }
+            let fork_failed = reports
+                .iter()
+                .filter(|r| r.name != Scenario::StaleTail.name())
+                .any(|r| r.engines[&EngineKind::Fork].first_failing_seed.is_some());
+            if fork_failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Replay {
+            run: args,
+            trace,
+            keep_faults,
+        } => {
+            let mut opts = Options::derive(args.scenario, args.seed, args.shape.into());
+            opts.keep_faults = keep_faults.map(|k| k.into_iter().collect());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&opts).expect("options serialize")
+            );
+            let level = if trace {
+                TraceLevel::Lines
+            } else {
+                TraceLevel::Hash
+            };
+            let outcome = run(args.engine, &opts, level);
+            for line in &outcome.lines {
+                println!("{line}");
+            }
+            println!(
+                "{} {} seed {}: tick {}, {} committed, {} fault events, trace {:016x}",
+                args.scenario.name(),
+                args.engine.name(),
+                args.seed,
+                outcome.tick,
+                outcome.committed,
+                outcome.faults.len(),
+                outcome.trace_hash
+            );
+            match &outcome.ending {
+                Ending::Passed => {
+                    println!("passed");
+                    ExitCode::SUCCESS
+                }
+                Ending::Panicked(msg) => {
+                    println!("panicked: {msg}");
+                    ExitCode::FAILURE
+                }
+                Ending::Violated(v) => {
+                    println!("violation: {v}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Shrink { run: args } => {
+            match shrink(args.scenario, args.seed, args.engine, args.shape.into()) {
+                Ok(s) => {
+                    println!("fails with: {}", s.failure);
+                    println!(
+                        "shrunk from {} steps and {} fault events to {} steps and {} fault events",
+                        s.original.0,
+                        s.original.1,
+                        s.steps,
+                        s.faults.len()
+                    );
+                    println!("replay: {}", s.replay);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench {
+            json,
+            nodes,
+            batch,
+            entry_bytes,
+            entries,
+            rounds,
+        } => {
+            let report = bench(BenchWorkload {
+                nodes,
+                batch,
+                entry_bytes,
+                entries_per_run: entries,
+                rounds,
+            });
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("report serializes")
+                );
+            } else {
+                println!(
+                    "{} nodes, {} entries of {} bytes per tick, {} entries per run, {} runs per engine, interleaved",
+                    nodes, batch, entry_bytes, entries, rounds
+                );
+                for (engine, rate) in &report.engines {
+                    println!(
+                        "{:<9} {:>12.0} committed entries/s",
+                        engine.name(),
+                        rate.entries_per_sec
+                    );
+                }
+                println!("fork/upstream {:.3}", report.ratio);
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

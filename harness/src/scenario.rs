@@ -1,0 +1,328 @@
+//! The named scenarios, and the option block each derives from a seed.
+//!
+//! One seed drives a whole run: the options below (cluster shape,
+//! durability, per-link faults, fault rates) are drawn from it first, then
+//! each subsystem gets its own generator derived from it, so a change in
+//! how often one subsystem draws never shifts another's draws.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use raft_proto::eraftpb::{Entry, HardState};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::engine::Engine;
+use crate::world::disk::{SimStorage, WriteMode};
+use crate::world::network::LinkFaults;
+use crate::world::{Durability, World, WorldConfig};
+
+/// A named family of runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// The crash report's numbers, scripted on 3 nodes.
+    #[value(name = "seed-620")]
+    #[serde(rename = "seed-620")]
+    Seed620,
+    /// Network and crash faults, no storage faults.
+    Chaos,
+    /// Chaos, plus entries written into storage outside the Ready loop.
+    StorageAhead,
+    /// Chaos, plus restarted nodes whose storage recovers its tail late.
+    LateRecovery,
+    /// Chaos, plus appends whose prev index lies past the receiver's log,
+    /// with log_term 0.
+    BadAppend,
+    /// Chaos on a storage that overwrites without truncating its tail: the
+    /// negative control no engine can make safe.
+    StaleTail,
+}
+
+impl Scenario {
+    /// Every scenario, in report order.
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Seed620,
+        Scenario::Chaos,
+        Scenario::StorageAhead,
+        Scenario::LateRecovery,
+        Scenario::BadAppend,
+        Scenario::StaleTail,
+    ];
+
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Seed620 => "seed-620",
+            Scenario::Chaos => "chaos",
+            Scenario::StorageAhead => "storage-ahead",
+            Scenario::LateRecovery => "late-recovery",
+            Scenario::BadAppend => "bad-append",
+            Scenario::StaleTail => "stale-tail",
+        }
+    }
+
+    /// Seeds `compare` runs when not told otherwise.
+    pub fn default_seeds(self) -> u64 {
+        match self {
+            Scenario::Seed620 => 20,
+            _ => 200,
+        }
+    }
+}
+
+/// Per-tick fault rates, in per mille, and fault shapes.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FaultRates {
+    /// A partition (symmetric split, one-way cut or isolated node) starts.
+    pub partition_permille: u32,
+    /// A partition lasts 1 to this many ticks.
+    pub partition_ticks_max: u64,
+    /// A node that is up crashes.
+    pub crash_permille: u32,
+    /// A crashed node restarts after 1 to this many ticks.
+    pub down_ticks_max: u64,
+    /// A crash keeps a torn prefix of the unsynced entries half the time.
+    pub torn_writes: bool,
+    /// The leader is asked to transfer leadership.
+    pub transfer_permille: u32,
+    /// A node snapshots and compacts its log.
+    pub compact_permille: u32,
+    /// Entries reach a node's storage outside the Ready loop.
+    pub out_of_band_permille: u32,
+    /// A restart finds part of its log only after `RawNode::new`, in percent
+    /// of restarts.
+    pub late_recovery_pct: u32,
+    /// A follower receives an append past its log with log_term 0.
+    pub bad_append_permille: u32,
+}
+
+/// Client proposals.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorkloadOptions {
+    /// Chance per tick, in percent, that the client proposes.
+    pub propose_pct: u32,
+    /// Entries per proposal batch, at least this many.
+    pub batch_min: u64,
+    /// Entries per proposal batch, at most this many.
+    pub batch_max: u64,
+    /// Bytes per entry.
+    pub entry_bytes: usize,
+}
+
+/// One directed link's faults, for the option block.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Link {
+    /// Sender.
+    pub from: u64,
+    /// Receiver.
+    pub to: u64,
+    /// Its faults.
+    #[serde(flatten)]
+    pub faults: LinkFaults,
+}
+
+/// Everything a run does, derived from its scenario and seed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Options {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The seed.
+    pub seed: u64,
+    /// Ticks with faults before the liveness phase.
+    pub steps: u64,
+    /// Ticks the healed cluster has to converge.
+    pub liveness_ticks_max: u64,
+    /// The cluster.
+    pub world: WorldConfig,
+    /// Per-link faults.
+    pub links: Vec<Link>,
+    /// Fault rates.
+    pub faults: FaultRates,
+    /// Client proposals.
+    pub workload: WorkloadOptions,
+    /// With `Some`, only the fault events with these ordinals happen
+    /// (`shrink` and `replay --keep-faults`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_faults: Option<BTreeSet<u64>>,
+}
+
+/// What may change from the derived options on the command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    /// Cluster size.
+    pub nodes: Option<usize>,
+    /// Ticks before the liveness phase.
+    pub steps: Option<u64>,
+}
+
+/// Generator streams derived from one seed.
+#[derive(Debug, Clone, Copy)]
+pub enum Stream {
+    /// The option block.
+    Options = 1,
+    /// Message loss, duplication and delay.
+    Network,
+    /// Fault events.
+    Faults,
+    /// Client proposals.
+    Workload,
+    /// Election timeouts.
+    Timeouts,
+    /// Sync delays.
+    Syncs,
+}
+
+/// The generator for `stream` of `seed`.
+pub fn rng(seed: u64, stream: Stream) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream as u64);
+    rng
+}
+
+impl Options {
+    /// Derives a run's options from its scenario and seed.
+    pub fn derive(scenario: Scenario, seed: u64, overrides: Overrides) -> Options {
+        let mut r = rng(seed, Stream::Options);
+        let nodes = overrides.nodes.unwrap_or(3).clamp(1, 7) as u64;
+        let ids: Vec<u64> = (1..=nodes).collect();
+        let scripted = scenario == Scenario::Seed620;
+        let durability = if scripted || r.gen_bool(0.5) {
+            Durability::Sync
+        } else {
+            Durability::Async {
+                delay_ticks_max: r.gen_range(0..=3),
+            }
+        };
+        let mut links = Vec::new();
+        if !scripted {
+            let drop_pct_max = r.gen_range(0..=5);
+            let duplicate_pct_max = r.gen_range(0..=3);
+            let delay_ticks_max = r.gen_range(0..=2);
+            for &from in &ids {
+                for &to in ids.iter().filter(|&&to| to != from) {
+                    let faults = LinkFaults {
+                        drop_pct: r.gen_range(0..=drop_pct_max),
+                        duplicate_pct: r.gen_range(0..=duplicate_pct_max),
+                        delay_ticks_max: r.gen_range(0..=delay_ticks_max),
+                    };
+                    links.push(Link { from, to, faults });
+                }
+            }
+        }
+        let chaos = FaultRates {
+            partition_permille: 10,
+            partition_ticks_max: 40,
+            crash_permille: 6,
+            down_ticks_max: 30,
+            torn_writes: r.gen_bool(0.5),
+            transfer_permille: 4,
+            compact_permille: 15,
+            ..FaultRates::default()
+        };
+        let faults = match scenario {
+            Scenario::Seed620 => FaultRates::default(),
+            Scenario::Chaos | Scenario::StaleTail => chaos,
+            Scenario::StorageAhead => FaultRates {
+                out_of_band_permille: 40,
+                ..chaos
+            },
+            Scenario::LateRecovery => FaultRates {
+                crash_permille: 15,
+                late_recovery_pct: 80,
+                ..chaos
+            },
+            Scenario::BadAppend => FaultRates {
+                bad_append_permille: 20,
+                ..chaos
+            },
+        };
+        Options {
+            scenario,
+            seed,
+            steps: overrides.steps.unwrap_or(if scripted { 40 } else { 400 }),
+            liveness_ticks_max: 400,
+            world: WorldConfig {
+                ids,
+                durability,
+                write_mode: if scenario == Scenario::StaleTail {
+                    WriteMode::StaleTail
+                } else {
+                    WriteMode::Truncate
+                },
+                election_ticks_min: 10,
+                heartbeat_ticks: 2,
+                pre_vote: !scripted && r.gen_bool(0.5),
+            },
+            links,
+            faults,
+            workload: WorkloadOptions {
+                propose_pct: 50,
+                batch_min: 1,
+                batch_max: 4,
+                entry_bytes: 256,
+            },
+            keep_faults: None,
+        }
+    }
+
+    /// Per-link faults as the network takes them.
+    pub fn link_map(&self) -> BTreeMap<(u64, u64), LinkFaults> {
+        self.links
+            .iter()
+            .map(|l| ((l.from, l.to), l.faults))
+            .collect()
+    }
+
+    /// The disks the cluster starts from.
+    pub fn initial_disks(&self) -> Vec<SimStorage> {
+        let disks: Vec<SimStorage> = self
+            .world
+            .ids
+            .iter()
+            .map(|_| SimStorage::new(self.world.ids.clone(), self.world.write_mode))
+            .collect();
+        if self.scenario == Scenario::Seed620 {
+            seed_620_disks(&disks);
+        }
+        disks
+    }
+
+    /// Scripted actions at the current tick, before faults and workload.
+    pub fn script<E: Engine>(&self, world: &mut World<E>) {
+        if self.scenario == Scenario::Seed620 && world.now == 1 && world.ids().len() >= 3 {
+            world.storage(3).wl().write_out_of_band(&run(620, 622, 1));
+            world.trace(format_args!("n3 out-of-band 620..=622 at term 1"));
+            world.campaign(2);
+        }
+    }
+}
+
+fn run(first: u64, last: u64, term: u64) -> Vec<Entry> {
+    (first..=last)
+        .map(|index| Entry {
+            index,
+            term,
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The crash report's state: every node holds `1..=619` at term 1, all
+/// committed; nodes 1 and 2 also hold 620 and 621 of that term, and node 2
+/// has seen term 3, so its campaign makes it the leader of term 4. Node 3's
+/// storage gains `620..=622` at term 1 outside the Ready loop once it is up
+/// (see [`Options::script`]), so node 2's first append to it is prev
+/// (621, 1) with entries `[622@4]`.
+fn seed_620_disks(disks: &[SimStorage]) {
+    for (i, disk) in disks.iter().enumerate() {
+        let id = i as u64 + 1;
+        let mut d = disk.wl();
+        d.append(&run(1, if id == 3 { 619 } else { 621 }, 1));
+        d.set_hard_state(HardState {
+            term: if id == 2 { 3 } else { 1 },
+            commit: 619,
+            ..Default::default()
+        });
+        d.sync();
+    }
+}

@@ -1,0 +1,564 @@
+//! The simulated world: nodes with their disks, the network and the clock.
+//!
+//! Everything random is drawn from generators derived from the run's seed,
+//! and every collection the simulation iterates is ordered, so one seed and
+//! one engine give one trace. A tick advances the clock, ticks every node
+//! that is up, then settles: messages due are delivered, every Ready is
+//! handled (persist, send, apply, advance) and due syncs complete, until
+//! nothing is left to do in that tick.
+
+pub mod disk;
+pub mod network;
+pub mod node;
+pub mod trace;
+
+use std::cell::Ref;
+
+use raft_proto::eraftpb::{Entry, Message, MessageType};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::engine::{Engine, NodeConfig, NodeStatus, Role};
+use disk::{Disk, SimStorage, WriteMode};
+use network::{Network, Sent};
+use node::{PendingSync, SimNode, StateMachine};
+use trace::{Compact, Trace};
+
+/// When writes become durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Durability {
+    /// Each Ready is synced before `advance_append` (the plain loop).
+    Sync,
+    /// `advance_append_async`; the disk syncs 0 to `delay_ticks_max` ticks
+    /// later and raft hears of it through `on_persist_ready`.
+    Async {
+        /// Longest sync delay.
+        delay_ticks_max: u64,
+    },
+}
+
+/// How the cluster is built.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorldConfig {
+    /// Node ids, 1..=n.
+    pub ids: Vec<u64>,
+    /// When writes become durable.
+    pub durability: Durability,
+    /// How disks treat overwritten tails.
+    #[serde(skip)]
+    pub write_mode: WriteMode,
+    /// Election timeouts are drawn from `[min, 2 * min)` ticks.
+    pub election_ticks_min: usize,
+    /// Ticks between heartbeats.
+    pub heartbeat_ticks: usize,
+    /// `Config::pre_vote` and `Config::check_quorum`.
+    pub pre_vote: bool,
+}
+
+/// What happened in the world, for the workload and the checkers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A node's state machine applied an entry (or a snapshot, which
+    /// applies everything up to its index at once).
+    Applied {
+        /// The node.
+        node: u64,
+        /// The index applied up to.
+        index: u64,
+        /// The chain hash of everything applied.
+        chain: u64,
+        /// The client proposal the entry carries, if any.
+        proposal: Option<u64>,
+    },
+    /// A node went down, losing what its disk had not synced.
+    Crashed(u64),
+    /// A node came back up from its disk.
+    Restarted(u64),
+}
+
+const PROPOSAL_TAG: &[u8; 8] = b"proposal";
+
+/// The data of client proposal `id`, `bytes` long (at least 16).
+pub fn proposal_data(id: u64, bytes: usize) -> Vec<u8> {
+    let mut data = Vec::with_capacity(bytes.max(16));
+    data.extend_from_slice(&id.to_le_bytes());
+    data.extend_from_slice(PROPOSAL_TAG);
+    data.resize(bytes.max(16), (id % 251) as u8);
+    data
+}
+
+/// The client proposal an entry carries, if any.
+pub fn proposal_of(entry: &Entry) -> Option<u64> {
+    let data: &[u8] = &entry.data;
+    (data.len() >= 16 && &data[8..16] == PROPOSAL_TAG)
+        .then(|| u64::from_le_bytes(data[..8].try_into().unwrap()))
+}
+
+/// The cluster, its network and its clock.
+pub struct World<E: Engine> {
+    /// The current tick.
+    pub now: u64,
+    config: WorldConfig,
+    nodes: Vec<SimNode<E>>,
+    network: Network,
+    trace: Trace,
+    timeouts: ChaCha8Rng,
+    sync_delays: ChaCha8Rng,
+    events: Vec<Event>,
+}
+
+/// Settling rounds in one tick before giving up (each round delivers due
+/// messages and handles every Ready); a cluster settles in a few.
+const SETTLE_ROUNDS_MAX: usize = 1_000;
+
+impl<E: Engine> World<E> {
+    /// A cluster whose nodes start from `disks` (one per id).
+    ///
+    /// # Errors
+    ///
+    /// If a node cannot start from its disk.
+    pub fn new(
+        config: WorldConfig,
+        disks: Vec<SimStorage>,
+        network: Network,
+        trace: Trace,
+        timeouts: ChaCha8Rng,
+        sync_delays: ChaCha8Rng,
+    ) -> Result<World<E>, String> {
+        let nodes = config
+            .ids
+            .iter()
+            .zip(disks)
+            .map(|(&id, disk)| SimNode {
+                id,
+                disk,
+                raft: None,
+                sm: StateMachine::default(),
+                pending: Default::default(),
+                last_seen: None,
+                unsynced_snapshot: None,
+            })
+            .collect();
+        let mut world = World {
+            now: 0,
+            config,
+            nodes,
+            network,
+            trace,
+            timeouts,
+            sync_delays,
+            events: Vec::new(),
+        };
+        for id in world.config.ids.clone() {
+            world.start(id)?;
+        }
+        Ok(world)
+    }
+
+    /// Node ids.
+    pub fn ids(&self) -> &[u64] {
+        &self.config.ids
+    }
+
+    fn node(&self, id: u64) -> &SimNode<E> {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut SimNode<E> {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    /// Records a trace event.
+    pub fn trace(&mut self, args: std::fmt::Arguments<'_>) {
+        self.trace.event(self.now, args);
+    }
+
+    /// The trace so far.
+    pub fn trace_ref(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// Ends the world, returning its trace.
+    pub fn into_trace(self) -> Trace {
+        self.trace
+    }
+
+    /// Whether the node is up.
+    pub fn is_up(&self, id: u64) -> bool {
+        self.node(id).raft.is_some()
+    }
+
+    /// The node's status, if it is up.
+    pub fn status(&self, id: u64) -> Option<NodeStatus> {
+        self.node(id).raft.as_ref().map(E::status)
+    }
+
+    /// The node's disk.
+    pub fn disk(&self, id: u64) -> Ref<'_, Disk> {
+        self.node(id).disk.rl()
+    }
+
+    /// The node's disk handle, for faults that write behind raft's back.
+    pub fn storage(&self, id: u64) -> &SimStorage {
+        &self.node(id).disk
+    }
+
+    /// The node's state machine.
+    pub fn state_machine(&self, id: u64) -> StateMachine {
+        self.node(id).sm
+    }
+
+    /// The up node that leads the highest term, if any.
+    pub fn leader(&self) -> Option<u64> {
+        self.ids()
+            .iter()
+            .filter_map(|&id| self.status(id).map(|s| (id, s)))
+            .filter(|(_, s)| s.role == Role::Leader)
+            .max_by_key(|(id, s)| (s.term, std::cmp::Reverse(*id)))
+            .map(|(id, _)| id)
+    }
+
+    /// Takes the events since the last call.
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The network, for faults.
+    pub fn network(&mut self) -> &mut Network {
+        &mut self.network
+    }
+
+    fn start(&mut self, id: u64) -> Result<(), String> {
+        let node = self.node_mut(id);
+        let snap = node.disk.rl().snapshot(0).map_err(|e| format!("{e:?}"))?;
+        node.sm = StateMachine::from_snapshot(&snap);
+        let config = NodeConfig {
+            id,
+            election_ticks_min: self.config.election_ticks_min,
+            election_ticks_max: 2 * self.config.election_ticks_min,
+            heartbeat_ticks: self.config.heartbeat_ticks,
+            applied: self.node(id).sm.applied,
+            max_size_per_msg_bytes: 1 << 20,
+            max_inflight_msgs: 256,
+            pre_vote: self.config.pre_vote,
+            check_quorum: self.config.pre_vote,
+        };
+        let raft = E::new_node(&config, self.node(id).disk.clone())?;
+        let node = self.node_mut(id);
+        node.raft = Some(raft);
+        node.last_seen = None;
+        node.pending.clear();
+        node.unsynced_snapshot = None;
+        self.after_call(id);
+        Ok(())
+    }
+
+    /// Draws a new election timeout from the seed whenever raft reset its
+    /// own (a change of term or role), so no draw of raft's `thread_rng`
+    /// is ever used.
+    fn after_call(&mut self, id: u64) {
+        let Some(status) = self.status(id) else {
+            return;
+        };
+        let now_seen = (status.term, status.role);
+        if self.node(id).last_seen != Some(now_seen) {
+            let min = self.config.election_ticks_min;
+            let ticks = self.timeouts.gen_range(min..2 * min);
+            let node = self.node_mut(id);
+            node.last_seen = Some(now_seen);
+            E::set_election_timeout(node.raft.as_mut().unwrap(), ticks);
+            if self.trace.on() {
+                self.trace(format_args!(
+                    "n{id} {:?} t{} timeout {ticks}",
+                    status.role, status.term
+                ));
+            }
+        }
+    }
+
+    /// Advances the clock one tick and ticks every node that is up.
+    pub fn tick(&mut self) {
+        self.now += 1;
+        for id in self.config.ids.clone() {
+            if let Some(raft) = self.node_mut(id).raft.as_mut() {
+                E::tick(raft);
+                self.after_call(id);
+            }
+        }
+    }
+
+    /// Delivers messages, handles Readies and completes syncs until the
+    /// tick has nothing left to do.
+    pub fn settle(&mut self) {
+        for _ in 0..SETTLE_ROUNDS_MAX {
+            let mut busy = false;
+            let (arrived, lost) = self.network.deliver(self.now);
+            for msg in lost {
+                busy = true;
+                self.lost(&msg);
+            }
+            for msg in arrived {
+                busy = true;
+                self.deliver(msg);
+            }
+            for id in self.config.ids.clone() {
+                busy |= self.complete_syncs(id);
+                while self.node(id).raft.as_ref().is_some_and(E::has_ready) {
+                    busy = true;
+                    self.handle_ready(id);
+                }
+            }
+            if !busy {
+                return;
+            }
+        }
+        panic!(
+            "harness: tick {} did not settle in {SETTLE_ROUNDS_MAX} rounds",
+            self.now
+        );
+    }
+
+    fn deliver(&mut self, msg: Message) {
+        let (from, to) = (msg.from, msg.to);
+        let snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
+        if self.trace.on() {
+            self.trace(format_args!("{}", Compact(&msg)));
+        }
+        let Some(raft) = self.node_mut(to).raft.as_mut() else {
+            if snapshot {
+                self.report_snapshot(from, to, false);
+            }
+            return;
+        };
+        if let Err(e) = E::step(raft, msg) {
+            self.trace(format_args!("n{to} step: {e}"));
+        }
+        self.after_call(to);
+        if snapshot {
+            self.report_snapshot(from, to, true);
+        }
+    }
+
+    /// A message the network lost in flight.
+    fn lost(&mut self, msg: &Message) {
+        if self.trace.on() {
+            self.trace(format_args!("{} lost in flight", Compact(msg)));
+        }
+        if msg.get_msg_type() == MessageType::MsgSnapshot {
+            self.report_snapshot(msg.from, msg.to, false);
+        }
+    }
+
+    /// Tells the sender of a snapshot whether it arrived, as a transport
+    /// does; without it the leader would wait for that follower forever.
+    fn report_snapshot(&mut self, from: u64, to: u64, arrived: bool) {
+        if let Some(raft) = self.node_mut(from).raft.as_mut() {
+            E::report_snapshot(raft, to, arrived);
+            self.after_call(from);
+        }
+    }
+
+    /// Sends messages from a node (or injected by a fault) into the network.
+    pub fn send(&mut self, msgs: Vec<Message>) {
+        for msg in msgs {
+            let (from, to) = (msg.from, msg.to);
+            let snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
+            let line = self.trace.on().then(|| Compact(&msg).to_string());
+            let outcome = self.network.send(self.now, msg);
+            let plain = Sent::InFlight {
+                at: self.now,
+                duplicate: false,
+            };
+            if let Some(line) = line.filter(|_| outcome != plain) {
+                self.trace(format_args!("{line} {outcome:?}"));
+            }
+            if snapshot && matches!(outcome, Sent::Dropped | Sent::Cut) {
+                self.report_snapshot(from, to, false);
+            }
+        }
+    }
+
+    fn handle_ready(&mut self, id: u64) {
+        let node = self.node_mut(id);
+        let raft = node.raft.as_mut().unwrap();
+        let rd = E::ready(raft);
+        self.send(rd.messages);
+        if let Some(snap) = &rd.snapshot {
+            let node = self.node_mut(id);
+            node.disk.wl().apply_snapshot(snap);
+            node.sm = StateMachine::from_snapshot(snap);
+            let (index, chain) = (node.sm.applied, node.sm.chain);
+            self.events.push(Event::Applied {
+                node: id,
+                index,
+                chain,
+                proposal: None,
+            });
+            self.trace(format_args!("n{id} restore snapshot {index}"));
+        }
+        let applied_early = self.apply(id, &rd.committed_entries);
+        {
+            let mut disk = self.node(id).disk.wl();
+            disk.append(&rd.entries);
+            if let Some(hs) = rd.hard_state {
+                disk.set_hard_state(hs);
+            }
+        }
+        match self.config.durability {
+            Durability::Sync => {
+                self.node(id).disk.wl().sync();
+                self.send(rd.persisted_messages);
+                let light = E::advance_append(self.node_mut(id).raft.as_mut().unwrap());
+                if let Some(commit) = light.commit {
+                    let mut disk = self.node(id).disk.wl();
+                    disk.set_commit(commit);
+                    disk.sync();
+                }
+                self.send(light.messages);
+                self.apply(id, &light.committed_entries);
+                // Everything, a snapshot included, is durable now.
+                let node = self.node_mut(id);
+                let applied = node.sm.applied;
+                E::advance_apply_to(node.raft.as_mut().unwrap(), applied);
+            }
+            Durability::Async { delay_ticks_max } => {
+                let due = self.now + self.sync_delays.gen_range(0..=delay_ticks_max);
+                let node = self.node_mut(id);
+                if rd.snapshot.is_some() {
+                    node.unsynced_snapshot = Some(rd.number);
+                }
+                E::advance_append_async(node.raft.as_mut().unwrap());
+                node.pending.push_back(PendingSync {
+                    due,
+                    number: rd.number,
+                    messages: rd.persisted_messages,
+                });
+                // Raft hands out only persisted entries to apply, but a
+                // snapshot in this Ready is not persisted yet, so report the
+                // entries alone.
+                if let Some(applied) = applied_early {
+                    E::advance_apply_to(node.raft.as_mut().unwrap(), applied);
+                }
+            }
+        }
+        self.after_call(id);
+    }
+
+    /// Completes the node's syncs that are due; whether any did.
+    fn complete_syncs(&mut self, id: u64) -> bool {
+        let now = self.now;
+        let node = self.node_mut(id);
+        if node.raft.is_none() || node.pending.front().is_none_or(|p| p.due > now) {
+            return false;
+        }
+        node.disk.wl().sync();
+        let mut messages = Vec::new();
+        let mut number = 0;
+        while node.pending.front().is_some_and(|p| p.due <= now) {
+            let done = node.pending.pop_front().unwrap();
+            number = done.number;
+            messages.extend(done.messages);
+        }
+        // A sync makes every earlier write durable, so later Readies whose
+        // writes are already on disk wait only for their own due tick.
+        E::on_persist_ready(node.raft.as_mut().unwrap(), number);
+        if node.unsynced_snapshot.is_some_and(|n| n <= number) {
+            node.unsynced_snapshot = None;
+            let applied = node.sm.applied;
+            E::advance_apply_to(node.raft.as_mut().unwrap(), applied);
+        }
+        self.send(messages);
+        self.after_call(id);
+        true
+    }
+
+    /// Applies committed entries; returns the index of the last one.
+    fn apply(&mut self, id: u64, entries: &[Entry]) -> Option<u64> {
+        for entry in entries {
+            let node = self.node_mut(id);
+            if entry.index <= node.sm.applied {
+                continue;
+            }
+            assert!(
+                node.sm.apply(entry),
+                "harness: n{id} was given entry {} to apply after {}",
+                entry.index,
+                node.sm.applied
+            );
+            let (index, chain) = (node.sm.applied, node.sm.chain);
+            self.events.push(Event::Applied {
+                node: id,
+                index,
+                chain,
+                proposal: proposal_of(entry),
+            });
+        }
+        entries.last().map(|e| e.index)
+    }
+
+    /// Proposes client data at a node; `false` if raft dropped it.
+    pub fn propose(&mut self, id: u64, data: Vec<u8>) -> bool {
+        let Some(raft) = self.node_mut(id).raft.as_mut() else {
+            return false;
+        };
+        let accepted = E::propose(raft, data).is_ok();
+        self.after_call(id);
+        accepted
+    }
+
+    /// Makes a node campaign now.
+    pub fn campaign(&mut self, id: u64) {
+        if let Some(raft) = self.node_mut(id).raft.as_mut() {
+            let _ = E::campaign(raft);
+            self.after_call(id);
+            self.trace(format_args!("n{id} campaign"));
+        }
+    }
+
+    /// Asks the leader `id` to hand leadership to `to`.
+    pub fn transfer_leader(&mut self, id: u64, to: u64) {
+        if let Some(raft) = self.node_mut(id).raft.as_mut() {
+            E::transfer_leader(raft, to);
+            self.after_call(id);
+            self.trace(format_args!("n{id} transfer leader to n{to}"));
+        }
+    }
+
+    /// Takes the node down; its disk keeps what was synced, and with
+    /// `torn_entries`, that many of the unsynced entries.
+    pub fn crash(&mut self, id: u64, torn_entries: u64) {
+        let node = self.node_mut(id);
+        if node.raft.take().is_none() {
+            return;
+        }
+        node.pending.clear();
+        node.disk.wl().crash(torn_entries);
+        self.events.push(Event::Crashed(id));
+        self.trace(format_args!("n{id} crash, torn {torn_entries}"));
+    }
+
+    /// Brings the node back up from its disk.
+    ///
+    /// # Errors
+    ///
+    /// If raft refuses to start from the disk.
+    pub fn restart(&mut self, id: u64) -> Result<(), String> {
+        if self.is_up(id) {
+            return Ok(());
+        }
+        self.start(id)?;
+        self.events.push(Event::Restarted(id));
+        let last = self.disk(id).last_index();
+        self.trace(format_args!("n{id} restart, disk last {last}"));
+        Ok(())
+    }
+
+    /// Snapshots the node's state machine at `index` (at most what it
+    /// applied) and compacts its log up to there.
+    pub fn compact(&mut self, id: u64, index: u64) {
+        let applied = self.node(id).sm.applied;
+        let index = index.min(applied);
+        self.node(id).disk.wl().compact(index);
+        self.trace(format_args!("n{id} compact {index}"));
+    }
+}
