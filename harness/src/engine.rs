@@ -276,7 +276,7 @@ macro_rules! engine {
                     messages: rd.take_messages(),
                     snapshot,
                     committed_entries: rd.take_committed_entries(),
-                    entries: rd.entries().clone(),
+                    entries: rd.take_entries(),
                     hard_state: rd.hs().cloned(),
                     persisted_messages: rd.take_persisted_messages(),
                 };

@@ -278,7 +278,7 @@ impl Faults {
                 .expect("the leader holds them")
         };
         let (first, last) = (entries[0].index, entries[entries.len() - 1].index);
-        world.storage(id).wl().write_out_of_band(&entries);
+        world.storage(id).wl().write_out_of_band(entries);
         world.trace(format_args!(
             "n{id} out-of-band {first}..={last} from n{leader}"
         ));

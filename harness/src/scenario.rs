@@ -290,7 +290,7 @@ impl Options {
     /// Scripted actions at the current tick, before faults and workload.
     pub fn script<E: Engine>(&self, world: &mut World<E>) {
         if self.scenario == Scenario::Seed620 && world.now == 1 && world.ids().len() >= 3 {
-            world.storage(3).wl().write_out_of_band(&run(620, 622, 1));
+            world.storage(3).wl().write_out_of_band(run(620, 622, 1));
             world.trace(format_args!("n3 out-of-band 620..=622 at term 1"));
             world.campaign(2);
         }
@@ -317,7 +317,7 @@ fn seed_620_disks(disks: &[SimStorage]) {
     for (i, disk) in disks.iter().enumerate() {
         let id = i as u64 + 1;
         let mut d = disk.wl();
-        d.append(&run(1, if id == 3 { 619 } else { 621 }, 1));
+        d.append(run(1, if id == 3 { 619 } else { 621 }, 1));
         d.set_hard_state(HardState {
             term: if id == 2 { 3 } else { 1 },
             commit: 619,

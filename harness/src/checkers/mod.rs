@@ -130,7 +130,7 @@ pub(crate) mod fake {
                     ..Default::default()
                 })
                 .collect();
-            self.disks[(id - 1) as usize].wl().append(&ents);
+            self.disks[(id - 1) as usize].wl().append(ents);
         }
     }
 

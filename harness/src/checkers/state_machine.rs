@@ -3,7 +3,7 @@
 //! lost) and leader completeness (a new leader holds every entry applied
 //! before it won).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::{ClusterView, Violation};
 use crate::engine::Role;
@@ -15,18 +15,19 @@ pub struct StateMachineSafety {
     /// `applied[i - 1]` is the chain hash of the log up to index `i`, as
     /// the first node to apply `i` applied it.
     applied: Vec<Option<u64>>,
-    /// Acknowledged entries: index to chain hash.
-    acked: BTreeMap<u64, u64>,
+    /// `acked[i - 1]`: entry `i` was acknowledged to a client.
+    acked: Vec<bool>,
+    /// The highest acknowledged index.
+    acked_last: u64,
     /// `(term, node)` of every leader already checked for completeness.
     leaders_seen: BTreeSet<(u64, u64)>,
 }
 
 impl StateMachineSafety {
-    /// Checks this step's applied and acknowledged entries.
+    /// Checks this step's applied entries, then records the acknowledged
+    /// ones (`(index, chain)`, each applied by the node that acknowledged
+    /// it in this step).
     pub fn check(&mut self, events: &[Event], acked: &[(u64, u64)]) -> Result<(), Violation> {
-        for &(index, chain) in acked {
-            self.acked.insert(index, chain);
-        }
         for event in events {
             let Event::Applied {
                 node, index, chain, ..
@@ -34,30 +35,42 @@ impl StateMachineSafety {
             else {
                 continue;
             };
-            if let Some(&promised) = self.acked.get(&index) {
-                if promised != chain {
-                    return Err(Violation {
-                        checker: "durability",
-                        message: format!("n{node} applied entry {index} other than the one acknowledged to the client"),
-                    });
-                }
-            }
             let slot = (index - 1) as usize;
             if self.applied.len() <= slot {
                 self.applied.resize(slot + 1, None);
             }
             match self.applied[slot] {
+                Some(first) if first != chain && self.acked.get(slot) == Some(&true) => {
+                    return Err(Violation {
+                        checker: "durability",
+                        message: format!("n{node} applied entry {index} other than the one acknowledged to the client"),
+                    })
+                }
                 Some(first) if first != chain => {
                     return Err(Violation {
                         checker: "state machine safety",
-                        message: format!(
-                            "n{node} applied a different log up to entry {index} than another node"
-                        ),
+                        message: format!("n{node} applied a different log up to entry {index} than another node"),
                     })
                 }
                 Some(_) => {}
                 None => self.applied[slot] = Some(chain),
             }
+        }
+        for &(index, chain) in acked {
+            let slot = (index - 1) as usize;
+            if self.applied.get(slot) != Some(&Some(chain)) {
+                return Err(Violation {
+                    checker: "durability",
+                    message: format!(
+                        "entry {index} was acknowledged other than it was first applied"
+                    ),
+                });
+            }
+            if self.acked.len() <= slot {
+                self.acked.resize(slot + 1, false);
+            }
+            self.acked[slot] = true;
+            self.acked_last = self.acked_last.max(index);
         }
         Ok(())
     }
@@ -112,9 +125,10 @@ impl StateMachineSafety {
     /// Durability once the cluster has converged: every node that is up
     /// has applied every acknowledged entry.
     pub fn check_acked_applied(&self, view: &impl ClusterView) -> Result<(), Violation> {
-        let Some((&index, _)) = self.acked.last_key_value() else {
+        let index = self.acked_last;
+        if index == 0 {
             return Ok(());
-        };
+        }
         for &id in view.ids() {
             let applied = view.state_machine(id).applied;
             if view.status(id).is_some() && applied < index {

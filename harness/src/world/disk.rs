@@ -265,7 +265,7 @@ impl Disk {
     ///
     /// If `ents` start at or below the snapshot, or past the last entry + 1:
     /// raft never asks for either.
-    pub fn append(&mut self, ents: &[Entry]) {
+    pub fn append(&mut self, ents: Vec<Entry>) {
         let Some(first) = ents.first().map(|e| e.index) else {
             return;
         };
@@ -281,10 +281,11 @@ impl Disk {
         let end = first + ents.len() as u64;
         if self.mode == WriteMode::StaleTail && end <= self.last_index() {
             let pos = self.state.position(first);
-            self.state.entries[pos..pos + ents.len()].clone_from_slice(ents);
+            let len = ents.len();
+            self.state.entries.splice(pos..pos + len, ents);
         } else {
             self.state.truncate_after(first - 1);
-            self.state.entries.extend_from_slice(ents);
+            self.state.entries.extend(ents);
         }
         self.state.rechain_from(first);
         self.check_terms_from(first);
@@ -386,7 +387,7 @@ impl Disk {
 
     /// Writes entries outside the Ready loop, as a WAL replicated by a side
     /// channel does, durably. They must continue the log.
-    pub fn write_out_of_band(&mut self, ents: &[Entry]) {
+    pub fn write_out_of_band(&mut self, ents: Vec<Entry>) {
         assert_eq!(
             ents[0].index,
             self.last_index() + 1,
@@ -415,8 +416,9 @@ impl Disk {
         if tail.first().map(|e| e.index) != Some(self.last_index() + 1) {
             return 0;
         }
-        self.write_out_of_band(&tail);
-        tail.len()
+        let recovered = tail.len();
+        self.write_out_of_band(tail);
+        recovered
     }
 }
 
@@ -471,14 +473,14 @@ mod tests {
     #[test]
     fn crash_loses_unsynced_entries_and_hard_state() {
         let mut d = disk();
-        d.append(&ents(1, 5, 1));
+        d.append(ents(1, 5, 1));
         d.set_hard_state(HardState {
             term: 1,
             commit: 3,
             ..Default::default()
         });
         d.sync();
-        d.append(&ents(6, 8, 1));
+        d.append(ents(6, 8, 1));
         d.set_hard_state(HardState {
             term: 2,
             commit: 6,
@@ -492,9 +494,9 @@ mod tests {
     #[test]
     fn torn_write_keeps_a_prefix_of_unsynced_entries() {
         let mut d = disk();
-        d.append(&ents(1, 5, 1));
+        d.append(ents(1, 5, 1));
         d.sync();
-        d.append(&ents(6, 9, 1));
+        d.append(ents(6, 9, 1));
         assert_eq!(d.unsynced_entries(), 4);
         d.crash(2);
         assert_eq!(d.last_index(), 7);
@@ -503,10 +505,10 @@ mod tests {
     #[test]
     fn crash_restores_durable_entries_an_unsynced_overwrite_replaced() {
         let mut d = disk();
-        d.append(&ents(1, 5, 1));
+        d.append(ents(1, 5, 1));
         d.sync();
         let before = d.chain_at(5);
-        d.append(&ents(3, 3, 2));
+        d.append(ents(3, 3, 2));
         assert_eq!(d.last_index(), 3);
         d.crash(0);
         assert_eq!((d.last_index(), d.term(4)), (5, Ok(1)));
@@ -516,8 +518,8 @@ mod tests {
     #[test]
     fn stale_tail_overwrite_keeps_old_entries_and_is_flagged() {
         let mut d = Disk::new(vec![1], WriteMode::StaleTail);
-        d.append(&ents(1, 5, 1));
-        d.append(&ents(3, 3, 2));
+        d.append(ents(1, 5, 1));
+        d.append(ents(3, 3, 2));
         assert_eq!((d.last_index(), d.term(3), d.term(4)), (5, Ok(2), Ok(1)));
         assert_eq!(d.term_regression(), Some("entry 4 has term 1 after term 2"));
     }
@@ -525,10 +527,10 @@ mod tests {
     #[test]
     fn equal_logs_have_equal_chains_and_a_different_entry_changes_them() {
         let (mut a, mut b) = (disk(), disk());
-        a.append(&ents(1, 5, 1));
-        b.append(&ents(1, 5, 1));
+        a.append(ents(1, 5, 1));
+        b.append(ents(1, 5, 1));
         assert_eq!(a.chain_at(5), b.chain_at(5));
-        b.append(&ents(3, 5, 2));
+        b.append(ents(3, 5, 2));
         assert_eq!(a.chain_at(2), b.chain_at(2));
         assert_ne!(a.chain_at(3), b.chain_at(3));
     }
@@ -536,7 +538,7 @@ mod tests {
     #[test]
     fn compaction_keeps_the_chain_in_the_snapshot() {
         let mut d = disk();
-        d.append(&ents(1, 5, 1));
+        d.append(ents(1, 5, 1));
         let chain3 = d.chain_at(3);
         d.compact(3);
         assert_eq!((d.first_index(), d.chain_at(3)), (4, chain3));
@@ -552,7 +554,7 @@ mod tests {
     #[test]
     fn hidden_tail_comes_back_only_where_it_was_cut() {
         let mut d = disk();
-        d.append(&ents(1, 8, 1));
+        d.append(ents(1, 8, 1));
         d.sync();
         d.hide_tail_after(5);
         assert_eq!(d.last_index(), 5);
@@ -560,7 +562,7 @@ mod tests {
         assert_eq!(d.last_index(), 8);
 
         d.hide_tail_after(5);
-        d.append(&ents(6, 6, 2));
+        d.append(ents(6, 6, 2));
         assert_eq!(d.recover_tail(), 0);
         assert_eq!(d.last_index(), 6);
     }
@@ -568,7 +570,7 @@ mod tests {
     #[test]
     fn size_limit_returns_at_least_one_entry() {
         let mut d = disk();
-        d.append(&ents(1, 5, 1));
+        d.append(ents(1, 5, 1));
         assert_eq!(d.entries(1, 6, Some(0)).unwrap().len(), 1);
         assert_eq!(d.entries(1, 6, None).unwrap().len(), 5);
         assert_eq!(d.entries(2, 4, None).unwrap()[0].index, 2);

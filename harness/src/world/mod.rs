@@ -399,7 +399,7 @@ impl<E: Engine> World<E> {
         let applied_early = self.apply(id, &rd.committed_entries);
         {
             let mut disk = self.node(id).disk.wl();
-            disk.append(&rd.entries);
+            disk.append(rd.entries);
             if let Some(hs) = rd.hard_state {
                 disk.set_hard_state(hs);
             }

@@ -1,0 +1,172 @@
+//! Whole runs of the simulator: determinism, the crash report on both
+//! engines, identical behaviour outside the bug class, and the negative
+//! control.
+
+use harness::engine::{EngineKind, Fork};
+use harness::run::{run, Ending, Simulation};
+use harness::scenario::{Options, Overrides, Scenario};
+use harness::shrink::shrink;
+use harness::world::trace::TraceLevel;
+
+fn opts(scenario: Scenario, seed: u64) -> Options {
+    Options::derive(scenario, seed, Overrides::default())
+}
+
+#[test]
+fn same_seed_twice_gives_the_same_trace_hash() {
+    for scenario in [
+        Scenario::Chaos,
+        Scenario::StorageAhead,
+        Scenario::LateRecovery,
+    ] {
+        for seed in 0..4 {
+            let o = opts(scenario, seed);
+            let (a, b) = (
+                run(EngineKind::Fork, &o, TraceLevel::Hash),
+                run(EngineKind::Fork, &o, TraceLevel::Hash),
+            );
+            assert_eq!(
+                a.trace_hash,
+                b.trace_hash,
+                "{} seed {seed}",
+                scenario.name()
+            );
+            assert_eq!(
+                (a.tick, a.committed, &a.faults),
+                (b.tick, b.committed, &b.faults)
+            );
+        }
+    }
+    let hashes: std::collections::BTreeSet<u64> = (0..4)
+        .map(|seed| {
+            run(
+                EngineKind::Fork,
+                &opts(Scenario::Chaos, seed),
+                TraceLevel::Hash,
+            )
+            .trace_hash
+        })
+        .collect();
+    assert_eq!(hashes.len(), 4, "different seeds, different runs");
+}
+
+#[test]
+fn trace_lines_hash_to_the_trace_hash() {
+    let o = opts(Scenario::Chaos, 3);
+    let with_lines = run(EngineKind::Fork, &o, TraceLevel::Lines);
+    let hashed = run(EngineKind::Fork, &o, TraceLevel::Hash);
+    assert!(with_lines.lines.len() > 100);
+    assert_eq!(with_lines.trace_hash, hashed.trace_hash);
+}
+
+#[test]
+fn seed_620_panics_upstream_exactly_as_reported() {
+    let outcome = run(
+        EngineKind::Upstream,
+        &opts(Scenario::Seed620, 0),
+        TraceLevel::Hash,
+    );
+    assert_eq!(
+        outcome.ending,
+        Ending::Panicked("unstable.slice[620, 622] out of bound[620, 620], raft_id: 3".into())
+    );
+}
+
+#[test]
+fn seed_620_converges_on_the_fork_with_equal_logs() {
+    let mut sim = Simulation::<Fork>::new(&opts(Scenario::Seed620, 0), TraceLevel::Off).unwrap();
+    sim.run().unwrap();
+    let world = sim.world();
+    let (d1, d2, d3) = (world.disk(1), world.disk(2), world.disk(3));
+    assert_eq!((d3.term(621), d3.term(622)), (Ok(1), Ok(4)));
+    assert_eq!(d1.last_index(), d3.last_index());
+    assert_eq!(d2.last_index(), d3.last_index());
+    let last = d3.last_index();
+    assert!(last > 622);
+    assert_eq!(d1.chain_at(last), d3.chain_at(last));
+    assert_eq!(d2.chain_at(last), d3.chain_at(last));
+}
+
+#[test]
+fn chaos_runs_identically_on_both_engines() {
+    for seed in 0..20 {
+        let o = opts(Scenario::Chaos, seed);
+        let up = run(EngineKind::Upstream, &o, TraceLevel::Hash);
+        let fork = run(EngineKind::Fork, &o, TraceLevel::Hash);
+        assert_eq!(up.ending, Ending::Passed, "seed {seed}");
+        assert_eq!(fork.ending, Ending::Passed, "seed {seed}");
+        assert_eq!(up.trace_hash, fork.trace_hash, "seed {seed}");
+        assert!(fork.committed > 0);
+    }
+}
+
+#[test]
+fn storage_faults_crash_upstream_and_not_the_fork() {
+    for scenario in [
+        Scenario::StorageAhead,
+        Scenario::LateRecovery,
+        Scenario::BadAppend,
+    ] {
+        let mut upstream_panics = 0;
+        for seed in 0..10 {
+            let o = opts(scenario, seed);
+            let fork = run(EngineKind::Fork, &o, TraceLevel::Off);
+            assert_eq!(
+                fork.ending,
+                Ending::Passed,
+                "{} seed {seed}",
+                scenario.name()
+            );
+            let up = run(EngineKind::Upstream, &o, TraceLevel::Off);
+            if up.panic().is_some_and(|m| m.contains("out of bound")) {
+                upstream_panics += 1;
+            }
+        }
+        assert!(
+            upstream_panics >= 3,
+            "{}: {upstream_panics} upstream panics",
+            scenario.name()
+        );
+    }
+}
+
+#[test]
+fn stale_tail_is_caught_on_both_engines() {
+    let caught = |engine| {
+        (0..20)
+            .filter(|&seed| {
+                let outcome = run(engine, &opts(Scenario::StaleTail, seed), TraceLevel::Off);
+                outcome.violation().is_some()
+            })
+            .count()
+    };
+    let (up, fork) = (caught(EngineKind::Upstream), caught(EngineKind::Fork));
+    assert!(fork > 0, "the negative control must fail");
+    assert_eq!(up, fork);
+}
+
+#[test]
+fn shrink_keeps_the_failure_with_fewer_faults() {
+    let shrunk = shrink(
+        Scenario::StorageAhead,
+        0,
+        EngineKind::Upstream,
+        Overrides::default(),
+    )
+    .unwrap();
+    assert!(
+        shrunk.failure.starts_with("panic: unstable.slice["),
+        "{}",
+        shrunk.failure
+    );
+    assert!(shrunk.faults.len() < shrunk.original.1);
+    assert!(shrunk.steps <= shrunk.original.0);
+    let mut o = opts(Scenario::StorageAhead, 0);
+    o.steps = shrunk.steps;
+    o.keep_faults = Some(shrunk.faults.clone());
+    let replayed = run(EngineKind::Upstream, &o, TraceLevel::Off);
+    assert!(replayed
+        .panic()
+        .is_some_and(|m| m.starts_with("unstable.slice[")));
+    assert!(shrink(Scenario::Chaos, 0, EngineKind::Fork, Overrides::default()).is_err());
+}
