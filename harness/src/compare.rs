@@ -59,6 +59,11 @@ pub struct ScenarioReport {
     pub failures: Vec<Failure>,
 }
 
+/// A panic message on one line (assertion messages span three).
+fn one_line(msg: &str) -> String {
+    msg.split('\n').map(str::trim).collect::<Vec<_>>().join(" ")
+}
+
 /// The command that replays a run.
 pub fn replay_command(
     scenario: Scenario,
@@ -137,7 +142,7 @@ pub fn compare(
             stats.committed += outcome.committed;
             if let Some(msg) = outcome.panic() {
                 stats.panics += 1;
-                stats.first_panic.get_or_insert_with(|| msg.to_string());
+                stats.first_panic.get_or_insert_with(|| one_line(msg));
             }
             if outcome.violation().is_some() {
                 stats.violations += 1;
@@ -146,7 +151,7 @@ pub fn compare(
                 stats.first_failing_seed.get_or_insert(seed);
                 let what = match outcome.violation() {
                     Some(v) => format!("violation: {v}"),
-                    None => what,
+                    None => one_line(&what),
                 };
                 report.failures.push(Failure {
                     engine,

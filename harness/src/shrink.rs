@@ -30,14 +30,15 @@ pub struct Shrunk {
 
 fn signature(outcome: &RunOutcome) -> Option<String> {
     let kind = outcome.failure_kind()?;
-    Some(
-        kind.chars()
-            .map(|c| if c.is_ascii_digit() { '#' } else { c })
-            .collect::<String>()
-            .split("##")
-            .collect::<Vec<_>>()
-            .join("#"),
-    )
+    let mut blanked = String::with_capacity(kind.len());
+    for c in kind.chars() {
+        if !c.is_ascii_digit() {
+            blanked.push(c);
+        } else if !blanked.ends_with('#') {
+            blanked.push('#');
+        }
+    }
+    Some(blanked)
 }
 
 /// Shrinks a failing run.
