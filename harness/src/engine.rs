@@ -5,7 +5,7 @@
 //! simulated disk ([`SimStorage`]) each crate's `Storage`. Both crates use
 //! the workspace's `raft-proto`, so messages and entries are one type.
 
-use raft_proto::eraftpb::{Entry, HardState, Message, Snapshot};
+use raft_proto::eraftpb::{ConfChangeV2, ConfState, Entry, HardState, Message, Snapshot};
 
 use crate::world::disk::{ReadError, SimStorage};
 
@@ -131,6 +131,11 @@ pub trait Engine {
     fn campaign(node: &mut Self::Node) -> Result<(), String>;
     /// `RawNode::propose` with no context.
     fn propose(node: &mut Self::Node, data: Vec<u8>) -> Result<(), String>;
+    /// `RawNode::propose_conf_change` with no context.
+    fn propose_conf_change(node: &mut Self::Node, change: ConfChangeV2) -> Result<(), String>;
+    /// `RawNode::apply_conf_change`.
+    fn apply_conf_change(node: &mut Self::Node, change: &ConfChangeV2)
+        -> Result<ConfState, String>;
     /// `RawNode::transfer_leader`.
     fn transfer_leader(node: &mut Self::Node, to: u64);
     /// `RawNode::report_snapshot`: whether the snapshot sent to `to`
@@ -248,6 +253,21 @@ macro_rules! engine {
             fn propose(node: &mut $node, data: Vec<u8>) -> Result<(), String> {
                 node.raw
                     .propose(Vec::new(), data)
+                    .map_err(|e| e.to_string())
+            }
+
+            fn propose_conf_change(node: &mut $node, change: ConfChangeV2) -> Result<(), String> {
+                node.raw
+                    .propose_conf_change(Vec::new(), change)
+                    .map_err(|e| e.to_string())
+            }
+
+            fn apply_conf_change(
+                node: &mut $node,
+                change: &ConfChangeV2,
+            ) -> Result<ConfState, String> {
+                node.raw
+                    .apply_conf_change(change)
                     .map_err(|e| e.to_string())
             }
 

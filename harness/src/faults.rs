@@ -9,7 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use raft_proto::eraftpb::{Entry, Message, MessageType};
+use raft_proto::eraftpb::{ConfChangeType, ConfChangeV2, Entry, Message, MessageType};
+use raft_proto::new_conf_change_single;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -76,6 +77,7 @@ impl Faults {
         self.crashes(world);
         self.leader_transfers(world);
         self.compactions(world);
+        self.membership_changes(world);
         self.out_of_band_writes(world);
         self.bad_appends(world);
     }
@@ -231,6 +233,42 @@ impl Faults {
             let index = world.state_machine(id).applied.saturating_sub(keep);
             world.compact(id, index);
         }
+    }
+
+    /// The leader proposes moving nodes between voters and learners: a
+    /// promotion, a demotion (leaving at least two voters), or both at once,
+    /// which takes joint consensus. Every node stays a member, so the healed
+    /// cluster can still converge.
+    fn membership_changes<E: Engine>(&mut self, world: &mut World<E>) {
+        if !self.roll(self.rates.membership_permille) {
+            return;
+        }
+        let Some(leader) = world.leader() else { return };
+        let conf = world.disk(leader).conf_state().clone();
+        let demote = self.pick(&conf.voters);
+        let promote = self.pick(&conf.learners);
+        let both = self.rng.gen_bool(0.5);
+        if !self.fire() || !conf.voters_outgoing.is_empty() {
+            return;
+        }
+        let mut changes = Vec::new();
+        if let Some(id) = promote {
+            changes.push(new_conf_change_single(id, ConfChangeType::AddNode));
+        }
+        let voters_after_demotion = conf.voters.len() - 1 + usize::from(both && promote.is_some());
+        if let Some(id) =
+            demote.filter(|_| (both || promote.is_none()) && voters_after_demotion >= 2)
+        {
+            changes.push(new_conf_change_single(id, ConfChangeType::AddLearnerNode));
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let change = ConfChangeV2 {
+            changes: changes.into(),
+            ..Default::default()
+        };
+        world.propose_conf_change(leader, change);
     }
 
     /// Entries matching the leader's log reach a node's storage outside

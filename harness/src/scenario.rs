@@ -87,6 +87,9 @@ pub struct FaultRates {
     pub transfer_permille: u32,
     /// A node snapshots and compacts its log.
     pub compact_permille: u32,
+    /// The leader proposes a membership change: a voter demoted to
+    /// learner, a learner promoted, or both at once (joint consensus).
+    pub membership_permille: u32,
     /// Entries reach a node's storage outside the Ready loop.
     pub out_of_band_permille: u32,
     /// A restart finds part of its log only after `RawNode::new`, in percent
@@ -217,6 +220,7 @@ impl Options {
             torn_writes: r.gen_bool(0.5),
             transfer_permille: 4,
             compact_permille: 15,
+            membership_permille: 6,
             ..FaultRates::default()
         };
         let faults = match scenario {

@@ -161,7 +161,7 @@ fn shrink_keeps_the_failure_with_fewer_faults() {
     );
     assert!(shrunk.faults.len() < shrunk.original.1);
     assert!(shrunk.steps <= shrunk.original.0);
-    let mut o = opts(Scenario::StorageAhead, 0);
+    let mut o = opts(Scenario::StorageAhead, 1);
     o.steps = shrunk.steps;
     o.keep_faults = Some(shrunk.faults.clone());
     let replayed = run(EngineKind::Upstream, &o, TraceLevel::Off);
@@ -169,4 +169,29 @@ fn shrink_keeps_the_failure_with_fewer_faults() {
         .panic()
         .is_some_and(|m| m.starts_with("unstable.slice[")));
     assert!(shrink(Scenario::Chaos, 0, EngineKind::Fork, Overrides::default()).is_err());
+}
+
+#[test]
+fn chaos_changes_membership_through_joint_consensus_identically() {
+    let o = opts(Scenario::Chaos, 0);
+    let fork = run(EngineKind::Fork, &o, TraceLevel::Lines);
+    let joint = fork
+        .lines
+        .iter()
+        .filter(|l| l.contains("outgoing [") && !l.contains("outgoing []"))
+        .count();
+    let learners = fork
+        .lines
+        .iter()
+        .filter(|l| l.contains(" conf ") && !l.contains("learners []"))
+        .count();
+    assert!(
+        joint > 0 && learners > 0,
+        "joint {joint}, learners {learners}"
+    );
+    assert_eq!(fork.ending, Ending::Passed);
+    assert_eq!(
+        run(EngineKind::Upstream, &o, TraceLevel::Hash).trace_hash,
+        fork.trace_hash
+    );
 }

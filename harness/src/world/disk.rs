@@ -53,11 +53,14 @@ pub enum WriteMode {
 /// One copy of everything a node's storage holds.
 ///
 /// Invariant: `entries[i].index == snapshot_index + 1 + i` and `chains[i]`
-/// is the chain hash of the log up to `entries[i]`.
+/// is the chain hash of the log up to `entries[i]`; `conf_states` is sorted
+/// by index and its first element is at or below `snapshot_index`.
 #[derive(Debug, Clone, Default)]
 struct LogState {
     hard_state: HardState,
-    conf_state: ConfState,
+    /// `(index, conf state)` for the snapshot and every applied
+    /// configuration change after it.
+    conf_states: Vec<(u64, ConfState)>,
     snapshot_index: u64,
     snapshot_term: u64,
     snapshot_chain: u64,
@@ -98,8 +101,17 @@ impl LogState {
         }
     }
 
+    /// The configuration in force at `index`.
+    fn conf_state_at(&self, index: u64) -> &ConfState {
+        let at = self.conf_states.partition_point(|(i, _)| *i <= index);
+        &self.conf_states[at.max(1) - 1].1
+    }
+
     /// Drops every entry up to `index`, which becomes the snapshot point.
     fn compact_to(&mut self, index: u64) {
+        let conf = self.conf_state_at(index).clone();
+        self.conf_states.retain(|(i, _)| *i > index);
+        self.conf_states.insert(0, (index, conf));
         let pos = self.position(index);
         self.snapshot_term = self.entries[pos].term;
         self.snapshot_chain = self.chains[pos];
@@ -133,10 +145,13 @@ pub struct Disk {
 impl Disk {
     fn new(voters: Vec<u64>, mode: WriteMode) -> Disk {
         let state = LogState {
-            conf_state: ConfState {
-                voters,
-                ..Default::default()
-            },
+            conf_states: vec![(
+                0,
+                ConfState {
+                    voters,
+                    ..Default::default()
+                },
+            )],
             ..Default::default()
         };
         Disk {
@@ -238,13 +253,33 @@ impl Disk {
         let meta = snap.mut_metadata();
         meta.index = self.state.snapshot_index;
         meta.term = self.state.snapshot_term;
-        meta.set_conf_state(self.state.conf_state.clone());
+        meta.set_conf_state(self.state.conf_state_at(self.state.snapshot_index).clone());
         Ok(snap)
     }
 
-    /// The hard state and conf state a restarting node reads.
+    /// The hard state a restarting node reads, and the configuration at its
+    /// snapshot: the node applies the committed entries after it again,
+    /// configuration changes included.
     pub fn initial_state(&self) -> (HardState, ConfState) {
-        (self.state.hard_state.clone(), self.state.conf_state.clone())
+        let conf = self.state.conf_state_at(self.state.snapshot_index);
+        (self.state.hard_state.clone(), conf.clone())
+    }
+
+    /// The latest configuration applied.
+    pub fn conf_state(&self) -> &ConfState {
+        &self
+            .state
+            .conf_states
+            .last()
+            .expect("a base configuration")
+            .1
+    }
+
+    /// Records the configuration applied at `index` (replacing any recorded
+    /// at or after it, as a restarted node applies them again).
+    pub fn set_conf_state(&mut self, index: u64, conf: ConfState) {
+        self.state.conf_states.retain(|(i, _)| *i < index);
+        self.state.conf_states.push((index, conf));
     }
 
     /// Saves the durable state before a write destroys part of it.
@@ -333,7 +368,7 @@ impl Disk {
         state.snapshot_index = meta.index;
         state.snapshot_term = meta.term;
         state.snapshot_chain = snapshot_chain(snap);
-        state.conf_state = meta.get_conf_state().clone();
+        state.conf_states = vec![(meta.index, meta.get_conf_state().clone())];
         state.hard_state.commit = state.hard_state.commit.max(meta.index);
         state.hard_state.term = state.hard_state.term.max(meta.term);
     }

@@ -14,7 +14,8 @@ pub mod trace;
 
 use std::cell::Ref;
 
-use raft_proto::eraftpb::{Entry, Message, MessageType};
+use protobuf::Message as _;
+use raft_proto::eraftpb::{ConfChangeV2, Entry, EntryType, Message, MessageType};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -485,6 +486,10 @@ impl<E: Engine> World<E> {
                 entry.index,
                 node.sm.applied
             );
+            if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+                self.apply_conf_change(id, entry);
+            }
+            let node = self.node_mut(id);
             let (index, chain) = (node.sm.applied, node.sm.chain);
             self.events.push(Event::Applied {
                 node: id,
@@ -494,6 +499,44 @@ impl<E: Engine> World<E> {
             });
         }
         entries.last().map(|e| e.index)
+    }
+
+    /// Applies a committed configuration change and records the new
+    /// configuration on the node's disk.
+    fn apply_conf_change(&mut self, id: u64, entry: &Entry) {
+        let change =
+            ConfChangeV2::parse_from_bytes(&entry.data).expect("raft wrote a valid ConfChangeV2");
+        let node = self.node_mut(id);
+        match E::apply_conf_change(node.raft.as_mut().unwrap(), &change) {
+            Ok(conf) => {
+                node.disk.wl().set_conf_state(entry.index, conf.clone());
+                if self.trace.on() {
+                    self.trace(format_args!(
+                        "n{id} conf {}: voters {:?} learners {:?} outgoing {:?}",
+                        entry.index, conf.voters, conf.learners, conf.voters_outgoing
+                    ));
+                }
+            }
+            Err(e) => self.trace(format_args!(
+                "n{id} conf change {} not applied: {e}",
+                entry.index
+            )),
+        }
+        self.after_call(id);
+    }
+
+    /// Proposes a configuration change at a node; `false` if raft refused.
+    pub fn propose_conf_change(&mut self, id: u64, change: ConfChangeV2) -> bool {
+        let line = self.trace.on().then(|| format!("{:?}", change.changes));
+        let Some(raft) = self.node_mut(id).raft.as_mut() else {
+            return false;
+        };
+        let accepted = E::propose_conf_change(raft, change).is_ok();
+        self.after_call(id);
+        if let Some(line) = line {
+            self.trace(format_args!("n{id} propose conf change {line}: {accepted}"));
+        }
+        accepted
     }
 
     /// Proposes client data at a node; `false` if raft dropped it.
