@@ -161,7 +161,7 @@ fn shrink_keeps_the_failure_with_fewer_faults() {
     );
     assert!(shrunk.faults.len() < shrunk.original.1);
     assert!(shrunk.steps <= shrunk.original.0);
-    let mut o = opts(Scenario::StorageAhead, 1);
+    let mut o = opts(Scenario::StorageAhead, 2);
     o.steps = shrunk.steps;
     o.keep_faults = Some(shrunk.faults.clone());
     let replayed = run(EngineKind::Upstream, &o, TraceLevel::Off);
