@@ -147,9 +147,11 @@ fn stale_tail_is_caught_on_both_engines() {
 
 #[test]
 fn shrink_keeps_the_failure_with_fewer_faults() {
+    // Upstream panics on this seed after 7 fault events; one of them is enough.
+    const SEED: u64 = 2;
     let shrunk = shrink(
         Scenario::StorageAhead,
-        0,
+        SEED,
         EngineKind::Upstream,
         Overrides::default(),
     )
@@ -161,7 +163,7 @@ fn shrink_keeps_the_failure_with_fewer_faults() {
     );
     assert!(shrunk.faults.len() < shrunk.original.1);
     assert!(shrunk.steps <= shrunk.original.0);
-    let mut o = opts(Scenario::StorageAhead, 2);
+    let mut o = opts(Scenario::StorageAhead, SEED);
     o.steps = shrunk.steps;
     o.keep_faults = Some(shrunk.faults.clone());
     let replayed = run(EngineKind::Upstream, &o, TraceLevel::Off);
