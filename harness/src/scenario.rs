@@ -244,7 +244,11 @@ impl Options {
             scenario,
             seed,
             steps: overrides.steps.unwrap_or(if scripted { 40 } else { 400 }),
-            liveness_ticks_max: 400,
+            // Without pre-vote, a node that missed a committed membership
+            // change can keep disrupting elections by its stale
+            // configuration until timeouts happen to favour another
+            // candidate: seen taking 1,425 ticks (late-recovery seed 746).
+            liveness_ticks_max: 2000,
             world: WorldConfig {
                 ids,
                 durability,
