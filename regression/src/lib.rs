@@ -137,6 +137,25 @@ macro_rules! scenarios {
             outcome(&store, sent)
         }
 
+        /// (a), at election: `622..=625` at term 1 reach node 1's storage
+        /// outside the Ready loop; then it campaigns and node 2 votes for it.
+        pub fn candidate_storage_ahead() -> Outcome {
+            let (mut node, store) = node_with_619_entries(1);
+            store.wl().append(&entries(620, 625, 1)).unwrap();
+            node.campaign().unwrap();
+            handle_ready(&mut node, &store);
+            node.step(Message {
+                msg_type: MessageType::MsgRequestVoteResponse.into(),
+                from: 2,
+                to: 1,
+                term: 2,
+                ..Default::default()
+            })
+            .unwrap();
+            let sent = handle_ready(&mut node, &store);
+            outcome(&store, sent)
+        }
+
         /// (b): follower 3, whose log ends at 619, receives prev (700, 0) and
         /// entries `[701@4]` from leader 2 at term 4.
         pub fn append_past_the_log() -> Outcome {

@@ -67,6 +67,26 @@ fn fork_survives_a_leader_with_storage_ahead() {
 }
 
 #[test]
+fn upstream_panics_when_a_candidate_with_storage_ahead_wins() {
+    assert_eq!(
+        panic_message(upstream::candidate_storage_ahead),
+        "assertion `left == right` failed\n  left: 625\n right: 619"
+    );
+}
+
+#[test]
+fn fork_elects_a_candidate_with_storage_ahead() {
+    let outcome = fork::candidate_storage_ahead();
+    assert_eq!(outcome.log, log(&[(1, 625, 1), (626, 626, 2)]));
+    let appends = outcome
+        .sent
+        .iter()
+        .filter(|m| m.get_msg_type() == MessageType::MsgAppend)
+        .count();
+    assert_eq!(appends, 2, "the new leader appends to both followers");
+}
+
+#[test]
 fn upstream_panics_on_an_append_past_the_log() {
     assert_eq!(
         panic_message(upstream::append_past_the_log),
