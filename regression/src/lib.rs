@@ -113,13 +113,10 @@ macro_rules! scenarios {
             outcome(&store, sent)
         }
 
-        /// (a), leader: node 1 wins term 2 and persists its empty entry 620;
-        /// then `621..=622` of its own term reach its storage outside the
-        /// Ready loop, and it proposes one entry.
-        pub fn leader_storage_ahead() -> Outcome {
-            let (mut node, store) = node_with_619_entries(1);
+        /// Node 1 campaigns for term 2 and node 2 votes for it.
+        fn win_term_2(node: &mut RawNode<MemStorage>, store: &MemStorage) {
             node.campaign().unwrap();
-            handle_ready(&mut node, &store);
+            handle_ready(node, store);
             node.step(Message {
                 msg_type: MessageType::MsgRequestVoteResponse.into(),
                 from: 2,
@@ -128,6 +125,14 @@ macro_rules! scenarios {
                 ..Default::default()
             })
             .unwrap();
+        }
+
+        /// (a), leader: node 1 wins term 2 and persists its empty entry 620;
+        /// then `621..=622` of its own term reach its storage outside the
+        /// Ready loop, and it proposes one entry.
+        pub fn leader_storage_ahead() -> Outcome {
+            let (mut node, store) = node_with_619_entries(1);
+            win_term_2(&mut node, &store);
             assert_eq!(node.raft.state, $raft::StateRole::Leader);
             handle_ready(&mut node, &store);
             store.wl().append(&entries(621, 622, 2)).unwrap();
@@ -142,16 +147,7 @@ macro_rules! scenarios {
         pub fn candidate_storage_ahead() -> Outcome {
             let (mut node, store) = node_with_619_entries(1);
             store.wl().append(&entries(620, 625, 1)).unwrap();
-            node.campaign().unwrap();
-            handle_ready(&mut node, &store);
-            node.step(Message {
-                msg_type: MessageType::MsgRequestVoteResponse.into(),
-                from: 2,
-                to: 1,
-                term: 2,
-                ..Default::default()
-            })
-            .unwrap();
+            win_term_2(&mut node, &store);
             let sent = handle_ready(&mut node, &store);
             outcome(&store, sent)
         }
