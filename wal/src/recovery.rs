@@ -1,0 +1,188 @@
+//! Opening a WAL: the recovery procedure of `FORMAT.md`, step by step.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::path::Path;
+
+use raft_proto::eraftpb::{ConfState, HardState, Snapshot};
+
+use crate::error::{io_at, WalError};
+use crate::format::{self, DecodeError, Kind, RawRecord, SEGMENT_HEADER_BYTES};
+use crate::index::{Loc, LogIndex};
+use crate::segment::{self, Segment};
+use crate::wal::Wal;
+use crate::WalOptions;
+
+impl Wal {
+    /// Opens the WAL in `dir`, creating it if it is empty, and recovers its
+    /// state.
+    pub fn open(dir: &Path, opts: WalOptions) -> Result<Wal, WalError> {
+        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let mut wal = Wal {
+            dir: dir.to_path_buf(),
+            log: LogIndex::new(1, opts.retention_entries),
+            opts,
+            segments: VecDeque::new(),
+            hard_state: HardState::default(),
+            conf_state: ConfState::default(),
+            snapshot: Snapshot::default(),
+            sync_seq: 0,
+            dirty: false,
+            syncs: 0,
+            stopped: None,
+        };
+        // Step 1: leftover temporary segments go; the rest, in order.
+        let seqs = segment::list(dir)?;
+        if seqs.is_empty() {
+            let mut first = Vec::new();
+            wal.checkpoint().encode(&mut first);
+            format::encode_index(Kind::Sync, 0, &mut first);
+            wal.segments.push_back(Segment::create(dir, 1, &first)?);
+            return Ok(wal);
+        }
+        if let Some(w) = seqs.windows(2).find(|w| w[1] != w[0] + 1) {
+            return Err(WalError::Corrupt {
+                path: segment::path(dir, w[1]),
+                offset: 0,
+                reason: format!("segment {:016x} is missing", w[0] + 1),
+            });
+        }
+        for (i, &seq) in seqs.iter().enumerate() {
+            let last = i + 1 == seqs.len();
+            let mut segment = Segment::open(dir, seq)?;
+            let bytes = fs::read(&segment.path).map_err(io_at(&segment.path))?;
+            // Step 2: the header.
+            if !format::is_segment_header(&bytes) {
+                if last && bytes.len() < SEGMENT_HEADER_BYTES && i > 0 {
+                    fs::remove_file(&segment.path).map_err(io_at(&segment.path))?;
+                    segment::sync_dir(dir)?;
+                    break;
+                }
+                return Err(WalError::Corrupt {
+                    path: segment.path.clone(),
+                    offset: 0,
+                    reason: "bad segment header".into(),
+                });
+            }
+            // Steps 3 and 4: records, up to a torn tail or an error. A
+            // segment's checkpoint (the records up to its first Sync)
+            // repeats what the segments before it say, so only the oldest
+            // segment's counts; if older ones were reclaimed, its first
+            // Entries record starts the log.
+            let mut at = SEGMENT_HEADER_BYTES;
+            let mut in_checkpoint = true;
+            let mut log_starts_here = i == 0 && seq > 1;
+            while at < bytes.len() {
+                match format::decode(&bytes[at..]) {
+                    Ok(record) => {
+                        if !in_checkpoint || i == 0 {
+                            if log_starts_here && record.kind == Kind::Entries && wal.log.is_empty()
+                            {
+                                let (first, _) =
+                                    record.entries().map_err(|e| WalError::Corrupt {
+                                        path: segment.path.clone(),
+                                        offset: at as u64,
+                                        reason: e.to_string(),
+                                    })?;
+                                wal.log.reset(first.max(wal.log.first_index()));
+                                log_starts_here = false;
+                            }
+                            wal.replay(seq, at as u64, record).map_err(|reason| {
+                                WalError::Corrupt {
+                                    path: segment.path.clone(),
+                                    offset: at as u64,
+                                    reason,
+                                }
+                            })?;
+                        }
+                        in_checkpoint &= record.kind != Kind::Sync;
+                        at += record.size();
+                    }
+                    Err(e) if last && is_torn_tail(&bytes[at..], &e) => {
+                        segment.truncate(at as u64)?;
+                        break;
+                    }
+                    Err(e) => {
+                        return Err(WalError::Corrupt {
+                            path: segment.path.clone(),
+                            offset: at as u64,
+                            reason: e.to_string(),
+                        })
+                    }
+                }
+            }
+            wal.segments.push_back(segment);
+        }
+        // Step 5: the window.
+        let last = wal.log.last_index();
+        let mut index = last;
+        while index >= wal.log.first_index() && index > 0 {
+            let loc = *wal.log.loc(index).unwrap();
+            let entry = wal.read_entry(&loc)?;
+            if !wal.log.prepend_cached(entry) {
+                break;
+            }
+            index -= 1;
+        }
+        Ok(wal)
+    }
+
+    /// Applies one record read back.
+    fn replay(&mut self, seq: u64, at: u64, record: RawRecord<'_>) -> Result<(), String> {
+        match record.kind {
+            Kind::Entries => {
+                let (first, spans) = record.entries().map_err(|e| e.to_string())?;
+                let next = self.log.last_index() + 1;
+                if first != next && !spans.is_empty() {
+                    return Err(format!(
+                        "entries from {first} do not continue the log at {next}"
+                    ));
+                }
+                for span in spans {
+                    let loc = Loc {
+                        seq,
+                        offset: at + span.offset as u64,
+                        len: span.len as u32,
+                        term: span.term,
+                    };
+                    self.log.push(loc, None);
+                }
+            }
+            Kind::Truncate => self
+                .log
+                .truncate_from(record.index().map_err(|e| e.to_string())?),
+            Kind::Compact => {
+                let index = record.index().map_err(|e| e.to_string())?;
+                if index > self.log.first_index() {
+                    self.log.compact_to(index);
+                }
+            }
+            Kind::HardState => self.hard_state = record.message().map_err(|e| e.to_string())?,
+            Kind::ConfState => self.conf_state = record.message().map_err(|e| e.to_string())?,
+            Kind::Snapshot => {
+                let snap: Snapshot = record.message().map_err(|e| e.to_string())?;
+                self.restore(snap);
+            }
+            Kind::Sync => self.sync_seq = record.index().map_err(|e| e.to_string())?,
+        }
+        Ok(())
+    }
+}
+
+/// Whether a record that failed to decode is a torn write at the end of the
+/// last segment: zeroed space, a record cut short by the end of the file,
+/// or a corrupt payload that ends exactly at the end of the file. Anything
+/// followed by more data is corruption.
+fn is_torn_tail(rest: &[u8], error: &DecodeError) -> bool {
+    if rest.iter().all(|&b| b == 0) {
+        return true;
+    }
+    match error {
+        DecodeError::Incomplete { .. } => true,
+        DecodeError::PayloadChecksum => {
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            format::RECORD_HEADER_BYTES + len == rest.len()
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,358 @@
+//! The WAL itself: segments on disk, the index and window in memory, and
+//! the operations a raft `Storage` needs. `WalStorage` wraps it in a lock.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::path::PathBuf;
+
+use protobuf::Message as _;
+use raft_proto::eraftpb::{ConfState, Entry, HardState, Snapshot};
+
+use crate::error::{io_at, WalError};
+use crate::format::{self, Checkpoint, Kind};
+use crate::index::{Loc, LogIndex};
+use crate::segment::{self, Segment};
+use crate::{SyncPolicy, WalOptions};
+
+/// Why a read fails: raft's three storage answers, or an I/O error.
+#[derive(Debug)]
+pub enum ReadError {
+    /// Below the first index.
+    Compacted,
+    /// Past the last index.
+    Unavailable,
+    /// The snapshot is older than asked for.
+    SnapshotTemporarilyUnavailable,
+    /// The disk failed.
+    Wal(WalError),
+}
+
+/// The WAL's state.
+pub struct Wal {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: WalOptions,
+    /// Oldest first; the last is the one written to.
+    pub(crate) segments: VecDeque<Segment>,
+    pub(crate) log: LogIndex,
+    pub(crate) hard_state: HardState,
+    pub(crate) conf_state: ConfState,
+    pub(crate) snapshot: Snapshot,
+    pub(crate) sync_seq: u64,
+    /// Bytes written since the last sync.
+    pub(crate) dirty: bool,
+    /// fdatasyncs so far (for tests and benchmarks).
+    pub(crate) syncs: u64,
+    /// Set after a write failed part way.
+    pub(crate) stopped: Option<String>,
+}
+
+impl Wal {
+    fn active(&mut self) -> &mut Segment {
+        self.segments
+            .back_mut()
+            .expect("a WAL always has a segment")
+    }
+
+    /// Appends `bytes` to the active segment; returns their offset.
+    fn write(&mut self, bytes: &[u8]) -> Result<(u64, u64), WalError> {
+        if let Some(why) = &self.stopped {
+            return Err(WalError::Stopped(why.clone()));
+        }
+        let seq = self.active().seq;
+        match self.active().append(bytes) {
+            Ok(at) => {
+                self.dirty = true;
+                Ok((seq, at))
+            }
+            Err(e) => {
+                self.stopped = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// After a write: sync if the policy says so, and start a new segment
+    /// if this one is full.
+    fn after_write(&mut self) -> Result<(), WalError> {
+        if self.opts.sync == SyncPolicy::EveryWrite {
+            self.sync()?;
+        }
+        if self.active().len >= self.opts.segment_bytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable: a Sync record, then one
+    /// fdatasync. Does nothing if nothing was written since the last.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(format::RECORD_HEADER_BYTES + 8);
+        format::encode_index(Kind::Sync, self.sync_seq + 1, &mut buf);
+        self.write(&buf)?;
+        if let Err(e) = self.active().sync() {
+            self.stopped = Some(e.to_string());
+            return Err(e);
+        }
+        self.sync_seq += 1;
+        self.syncs += 1;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Starts a new segment with a checkpoint of the current state.
+    fn rotate(&mut self) -> Result<(), WalError> {
+        self.sync()?;
+        let mut first = Vec::new();
+        self.checkpoint().encode(&mut first);
+        format::encode_index(Kind::Sync, self.sync_seq, &mut first);
+        let seq = self.active().seq + 1;
+        let segment = Segment::create(&self.dir, seq, &first)?;
+        self.segments.push_back(segment);
+        Ok(())
+    }
+
+    pub(crate) fn checkpoint(&self) -> Checkpoint<'_> {
+        Checkpoint {
+            snapshot: &self.snapshot,
+            conf_state: &self.conf_state,
+            hard_state: &self.hard_state,
+            first_index: self.log.first_index(),
+        }
+    }
+
+    /// Checks that `entries` can follow a log whose first and last indexes
+    /// are `first` and `last`.
+    fn check_append(entries: &[Entry], first: u64, last: u64) -> Result<(), WalError> {
+        let start = entries[0].index;
+        if start < first {
+            return Err(WalError::Rejected(format!(
+                "entries from {start} overwrite compacted entries (first index {first})"
+            )));
+        }
+        if start > last + 1 {
+            return Err(WalError::Rejected(format!(
+                "entries from {start} leave a gap after last index {last}"
+            )));
+        }
+        if let Some(w) = entries.windows(2).find(|w| w[1].index != w[0].index + 1) {
+            return Err(WalError::Rejected(format!(
+                "entries are not consecutive: {} then {}",
+                w[0].index, w[1].index
+            )));
+        }
+        Ok(())
+    }
+
+    /// Appends each batch in turn, truncating any conflicting suffix, in
+    /// one write. A batch that breaks the log's rules is rejected alone.
+    pub fn append_batches(
+        &mut self,
+        batches: &[&[Entry]],
+    ) -> Result<Vec<Result<(), WalError>>, WalError> {
+        let (first, mut last) = (self.log.first_index(), self.log.last_index());
+        let mut buf = Vec::new();
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let mut planned = Vec::new();
+        for &batch in batches {
+            if batch.is_empty() {
+                outcomes.push(Ok(()));
+                continue;
+            }
+            if let Err(e) = Self::check_append(batch, first, last) {
+                outcomes.push(Err(e));
+                continue;
+            }
+            let start = batch[0].index;
+            if start <= last {
+                format::encode_index(Kind::Truncate, start, &mut buf);
+            }
+            let record_at = buf.len();
+            let spans = format::encode_entries(batch, &mut buf);
+            planned.push((batch, record_at, spans));
+            last = batch[batch.len() - 1].index;
+            outcomes.push(Ok(()));
+        }
+        if planned.is_empty() {
+            return Ok(outcomes);
+        }
+        let (seq, at) = self.write(&buf)?;
+        for (batch, record_at, spans) in planned {
+            self.log.truncate_from(batch[0].index);
+            for (entry, span) in batch.iter().zip(spans) {
+                let loc = Loc {
+                    seq,
+                    offset: at + (record_at + span.offset) as u64,
+                    len: span.len as u32,
+                    term: span.term,
+                };
+                self.log.push(loc, Some(entry.clone()));
+            }
+        }
+        self.after_write()?;
+        Ok(outcomes)
+    }
+
+    /// Appends entries, truncating any conflicting suffix.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), WalError> {
+        self.append_batches(&[entries])?.pop().unwrap_or(Ok(()))
+    }
+
+    fn write_message(&mut self, kind: Kind, msg: &dyn protobuf::Message) -> Result<(), WalError> {
+        let mut buf = Vec::new();
+        format::encode_message(kind, msg, &mut buf);
+        self.write(&buf)?;
+        self.after_write()
+    }
+
+    /// Records the hard state.
+    pub fn set_hard_state(&mut self, hs: HardState) -> Result<(), WalError> {
+        self.write_message(Kind::HardState, &hs)?;
+        self.hard_state = hs;
+        Ok(())
+    }
+
+    /// Records the configuration.
+    pub fn set_conf_state(&mut self, cs: ConfState) -> Result<(), WalError> {
+        self.write_message(Kind::ConfState, &cs)?;
+        self.conf_state = cs;
+        Ok(())
+    }
+
+    /// Replaces the log with a snapshot (as `MemStorage::apply_snapshot`).
+    pub fn apply_snapshot(&mut self, snap: Snapshot) -> Result<(), WalError> {
+        let index = snap.get_metadata().index;
+        if index < self.log.first_index() {
+            return Err(WalError::Rejected(format!(
+                "snapshot at {index} is older than the log (first index {})",
+                self.log.first_index()
+            )));
+        }
+        self.write_message(Kind::Snapshot, &snap)?;
+        self.restore(snap);
+        Ok(())
+    }
+
+    /// The state change of a snapshot, at write and at recovery alike.
+    pub(crate) fn restore(&mut self, snap: Snapshot) {
+        let meta = snap.get_metadata();
+        self.log.reset(meta.index + 1);
+        self.hard_state.commit = meta.index;
+        self.hard_state.term = self.hard_state.term.max(meta.term);
+        self.conf_state = meta.get_conf_state().clone();
+        self.snapshot = snap;
+    }
+
+    /// Drops the entries before `index` and deletes the segments that hold
+    /// none of the rest.
+    pub fn compact(&mut self, index: u64) -> Result<(), WalError> {
+        if index <= self.log.first_index() {
+            return Ok(());
+        }
+        if index > self.log.last_index() + 1 {
+            return Err(WalError::Rejected(format!(
+                "compaction to {index} is past last index {}",
+                self.log.last_index()
+            )));
+        }
+        let mut buf = Vec::new();
+        format::encode_index(Kind::Compact, index, &mut buf);
+        self.write(&buf)?;
+        self.log.compact_to(index);
+        self.after_write()?;
+        self.reclaim()
+    }
+
+    /// Deletes segments older than the one holding the first entry (or the
+    /// active one): every segment starts with a checkpoint, so recovery can
+    /// start at the oldest one left.
+    fn reclaim(&mut self) -> Result<(), WalError> {
+        let keep_from = self
+            .log
+            .first_seq()
+            .unwrap_or_else(|| self.segments.back().unwrap().seq);
+        let mut removed = false;
+        while self.segments.front().is_some_and(|s| s.seq < keep_from) {
+            let segment = self.segments.pop_front().unwrap();
+            fs::remove_file(&segment.path).map_err(io_at(&segment.path))?;
+            removed = true;
+        }
+        if removed {
+            segment::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Reads entry `index` from its segment.
+    pub(crate) fn read_entry(&self, loc: &Loc) -> Result<Entry, WalError> {
+        let segment = self
+            .segments
+            .iter()
+            .find(|s| s.seq == loc.seq)
+            .expect("the index points into a live segment");
+        let bytes = segment.read(loc.offset, loc.len as usize)?;
+        format::decode_entry(&bytes).map_err(|e| WalError::Corrupt {
+            path: segment.path.clone(),
+            offset: loc.offset,
+            reason: format!("entry does not decode: {e}"),
+        })
+    }
+
+    /// Entries in `[low, high)`, at least one, at most `max_size` bytes
+    /// after the first (raft's `limit_size`).
+    pub fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: Option<u64>,
+    ) -> Result<Vec<Entry>, ReadError> {
+        if low < self.log.first_index() {
+            return Err(ReadError::Compacted);
+        }
+        if high > self.log.last_index() + 1 {
+            return Err(ReadError::Unavailable);
+        }
+        let limit = max_size.unwrap_or(u64::MAX);
+        let mut size = 0u64;
+        let mut out = Vec::with_capacity((high - low) as usize);
+        for index in low..high {
+            let entry = match self.log.cached(index) {
+                Some(e) => e.clone(),
+                None => self
+                    .read_entry(self.log.loc(index).unwrap())
+                    .map_err(ReadError::Wal)?,
+            };
+            size += u64::from(entry.compute_size());
+            if !out.is_empty() && size > limit {
+                break;
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    /// The term of entry `index` (or of the snapshot, at its index).
+    pub fn term(&self, index: u64) -> Result<u64, ReadError> {
+        let meta = self.snapshot.get_metadata();
+        if index == meta.index {
+            return Ok(meta.term);
+        }
+        if index < self.log.first_index() {
+            return Err(ReadError::Compacted);
+        }
+        self.log
+            .loc(index)
+            .map(|l| l.term)
+            .ok_or(ReadError::Unavailable)
+    }
+
+    /// The snapshot, if it is at least `request_index`.
+    pub fn snapshot(&self, request_index: u64) -> Result<Snapshot, ReadError> {
+        if self.snapshot.get_metadata().index < request_index {
+            return Err(ReadError::SnapshotTemporarilyUnavailable);
+        }
+        Ok(self.snapshot.clone())
+    }
+}

@@ -1,0 +1,304 @@
+//! Each operation, and raft's `Storage` contract as `MemStorage`'s own tests
+//! check it, on a real WAL directory; then reopening.
+
+mod common;
+
+use common::entries;
+use raft::{GetEntriesContext, Storage, StorageError};
+use raft_proto::eraftpb::{ConfState, HardState, Snapshot};
+use raft_wal_storage::{WalError, WalOptions, WalStorage};
+
+fn hs(term: u64, vote: u64, commit: u64) -> HardState {
+    HardState {
+        term,
+        vote,
+        commit,
+        ..Default::default()
+    }
+}
+
+fn ctx() -> GetEntriesContext {
+    GetEntriesContext::empty(false)
+}
+
+fn open(dir: &tempfile::TempDir) -> WalStorage {
+    WalStorage::open(dir.path(), WalOptions::default()).unwrap()
+}
+
+fn terms(store: &WalStorage, low: u64, high: u64) -> Vec<(u64, u64)> {
+    store
+        .entries(low, high, None, ctx())
+        .unwrap()
+        .iter()
+        .map(|e| (e.index, e.term))
+        .collect()
+}
+
+/// A log with a snapshot at 3 (term 3) and entries 4, 5 at terms 4, 5, as
+/// MemStorage's tests start from.
+fn store_3_4_5() -> (tempfile::TempDir, WalStorage) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut snap = Snapshot::default();
+    snap.mut_metadata().index = 3;
+    snap.mut_metadata().term = 3;
+    store.apply_snapshot(snap).unwrap();
+    let mut ents = entries(4, 5, 4);
+    ents[1].term = 5;
+    store.append(&ents).unwrap();
+    (dir, store)
+}
+
+fn store_error(e: StorageError) -> raft::Error {
+    raft::Error::Store(e)
+}
+
+#[test]
+fn term_answers_like_memstorage() {
+    let (_dir, store) = store_3_4_5();
+    assert_eq!(store.term(2), Err(store_error(StorageError::Compacted)));
+    assert_eq!(store.term(3), Ok(3));
+    assert_eq!(store.term(4), Ok(4));
+    assert_eq!(store.term(5), Ok(5));
+    assert_eq!(store.term(6), Err(store_error(StorageError::Unavailable)));
+}
+
+#[test]
+fn entries_answer_like_memstorage() {
+    let (_dir, store) = store_3_4_5();
+    store.append(&entries(6, 6, 6)).unwrap();
+    assert_eq!(
+        store.entries(2, 6, None, ctx()),
+        Err(store_error(StorageError::Compacted))
+    );
+    assert_eq!(
+        store.entries(3, 4, None, ctx()),
+        Err(store_error(StorageError::Compacted))
+    );
+    assert_eq!(terms(&store, 4, 5), vec![(4, 4)]);
+    assert_eq!(terms(&store, 4, 7), vec![(4, 4), (5, 5), (6, 6)]);
+    let one = store.entries(4, 7, 0, ctx()).unwrap();
+    assert_eq!(one.len(), 1, "at least one entry, whatever the limit");
+    let size = |n: usize| {
+        store.entries(4, 7, None, ctx()).unwrap()[..n]
+            .iter()
+            .map(|e| u64::from(protobuf::Message::compute_size(e)))
+            .sum::<u64>()
+    };
+    assert_eq!(store.entries(4, 7, size(2), ctx()).unwrap().len(), 2);
+    assert_eq!(store.entries(4, 7, size(2) + 1, ctx()).unwrap().len(), 2);
+    assert_eq!(store.entries(4, 7, size(3), ctx()).unwrap().len(), 3);
+}
+
+#[test]
+fn first_and_last_index_follow_appends_snapshots_and_compaction() {
+    let (_dir, store) = store_3_4_5();
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (4, 5)
+    );
+    store.append(&entries(6, 6, 5)).unwrap();
+    assert_eq!(store.last_index().unwrap(), 6);
+    store.compact(5).unwrap();
+    assert_eq!(store.first_index().unwrap(), 5);
+    assert_eq!(store.term(4), Err(store_error(StorageError::Compacted)));
+    store.compact(4).unwrap();
+    assert_eq!(
+        store.first_index().unwrap(),
+        5,
+        "compaction never moves back"
+    );
+    assert!(matches!(store.compact(8), Err(WalError::Rejected(_))));
+}
+
+#[test]
+fn append_truncates_a_conflicting_suffix() {
+    let (_dir, store) = store_3_4_5();
+    store.append(&entries(4, 6, 6)).unwrap();
+    assert_eq!(terms(&store, 4, 7), vec![(4, 6), (5, 6), (6, 6)]);
+    store.append(&entries(5, 5, 7)).unwrap();
+    assert_eq!(terms(&store, 4, 6), vec![(4, 6), (5, 7)]);
+    assert_eq!(store.last_index().unwrap(), 5);
+}
+
+#[test]
+fn bad_appends_are_rejected_and_change_nothing() {
+    let (_dir, store) = store_3_4_5();
+    for (ents, why) in [
+        (entries(2, 3, 9), "overwrite compacted"),
+        (entries(7, 8, 9), "leave a gap"),
+    ] {
+        match store.append(&ents) {
+            Err(WalError::Rejected(msg)) => assert!(msg.contains(why), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut holes = entries(6, 8, 9);
+    holes.remove(1);
+    assert!(matches!(store.append(&holes), Err(WalError::Rejected(_))));
+    assert_eq!(terms(&store, 4, 6), vec![(4, 4), (5, 5)]);
+}
+
+#[test]
+fn snapshots_reset_the_log_and_old_ones_are_rejected() {
+    let (_dir, store) = store_3_4_5();
+    let mut snap = Snapshot::default();
+    snap.mut_metadata().index = 5;
+    snap.mut_metadata().term = 5;
+    snap.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
+    snap.data = b"state machine".to_vec().into();
+    store.apply_snapshot(snap.clone()).unwrap();
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (6, 5)
+    );
+    assert_eq!(store.snapshot(5, 0).unwrap(), snap);
+    assert_eq!(
+        store.initial_state().unwrap().conf_state.voters,
+        vec![1, 2, 3]
+    );
+    assert_eq!(store.initial_state().unwrap().hard_state.commit, 5);
+    assert_eq!(
+        store.snapshot(6, 0),
+        Err(store_error(StorageError::SnapshotTemporarilyUnavailable))
+    );
+    let mut old = Snapshot::default();
+    old.mut_metadata().index = 4;
+    assert!(matches!(
+        store.apply_snapshot(old),
+        Err(WalError::Rejected(_))
+    ));
+}
+
+#[test]
+fn everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        store.append(&entries(1, 10, 1)).unwrap();
+        store.set_hard_state(hs(2, 3, 7)).unwrap();
+        store
+            .set_conf_state(ConfState {
+                voters: vec![1, 2, 3],
+                learners: vec![4],
+                ..Default::default()
+            })
+            .unwrap();
+        store.compact(3).unwrap();
+        store.sync().unwrap();
+    }
+    let store = open(&dir);
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (3, 10)
+    );
+    assert_eq!(
+        store.entries(3, 11, None, ctx()).unwrap(),
+        entries(3, 10, 1)
+    );
+    let state = store.initial_state().unwrap();
+    assert_eq!(state.hard_state, hs(2, 3, 7));
+    assert_eq!(
+        (state.conf_state.voters, state.conf_state.learners),
+        (vec![1, 2, 3], vec![4])
+    );
+}
+
+#[test]
+fn overwrite_with_fewer_entries_then_crash_never_brings_the_stale_tail_back() {
+    // The seed project's store overwrote 5..=5 over 1..=10 and kept 6..=10.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        store.append(&entries(1, 10, 1)).unwrap();
+        store.sync().unwrap();
+        store.append(&entries(5, 5, 2)).unwrap();
+        store.sync().unwrap();
+        // Dropped without any shutdown: what is on disk is all there is.
+    }
+    let store = open(&dir);
+    assert_eq!(store.last_index().unwrap(), 5);
+    assert_eq!(
+        store.entries(1, 6, None, ctx()).unwrap()[4],
+        entries(5, 5, 2)[0]
+    );
+    assert_eq!(store.term(6), Err(store_error(StorageError::Unavailable)));
+}
+
+#[test]
+fn old_entries_come_from_disk_and_equal_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        retention_entries: 10,
+        ..WalOptions::default()
+    };
+    let store = WalStorage::open(dir.path(), opts).unwrap();
+    for first in (1..=1000).step_by(100) {
+        store.append(&entries(first, first + 99, 1)).unwrap();
+    }
+    assert_eq!(store.window_len(), 10);
+    assert_eq!(
+        store.entries(1, 1001, None, ctx()).unwrap(),
+        entries(1, 1000, 1)
+    );
+    store.sync().unwrap();
+    drop(store);
+    let store = WalStorage::open(dir.path(), opts).unwrap();
+    assert_eq!(store.window_len(), 10);
+    assert_eq!(
+        store.entries(1, 1001, None, ctx()).unwrap(),
+        entries(1, 1000, 1)
+    );
+}
+
+#[test]
+fn compaction_reclaims_whole_segments_and_recovery_starts_from_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        segment_bytes: 8 << 10,
+        retention_entries: 5,
+        ..WalOptions::default()
+    };
+    let store = WalStorage::open(dir.path(), opts).unwrap();
+    store
+        .set_conf_state(ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        })
+        .unwrap();
+    store.set_hard_state(hs(1, 1, 0)).unwrap();
+    for first in (1..=600).step_by(20) {
+        store.append(&entries(first, first + 19, 1)).unwrap();
+        store.set_hard_state(hs(1, 1, first + 19)).unwrap();
+    }
+    store.sync().unwrap();
+    let before = store.segments();
+    assert!(before > 5, "{before} segments");
+    store.compact(550).unwrap();
+    assert!(
+        store.segments() < before / 2,
+        "{} of {before} segments left",
+        store.segments()
+    );
+    drop(store);
+    let store = WalStorage::open(dir.path(), opts).unwrap();
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (550, 600)
+    );
+    assert_eq!(
+        store.entries(550, 601, None, ctx()).unwrap(),
+        entries(550, 600, 1)
+    );
+    let state = store.initial_state().unwrap();
+    assert_eq!(
+        (state.hard_state.commit, state.conf_state.voters),
+        (600, vec![1, 2, 3])
+    );
+}
+
+#[test]
+fn storage_is_clone_send_and_sync() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<WalStorage>();
+}
