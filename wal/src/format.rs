@@ -100,14 +100,27 @@ pub fn is_segment_header(bytes: &[u8]) -> bool {
 
 /// Appends one record of `kind` with `payload` to `out`.
 pub fn encode(kind: Kind, payload: &[u8], out: &mut Vec<u8>) {
-    let mut header = [0u8; RECORD_HEADER_BYTES];
+    let start = begin_record(out);
+    out.extend_from_slice(payload);
+    finish_record(kind, start, out);
+}
+
+/// Reserves a record header at the end of `out`; returns where it starts.
+fn begin_record(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.resize(start + RECORD_HEADER_BYTES, 0);
+    start
+}
+
+/// Fills in the header of the record that starts at `start` and whose
+/// payload is everything after its header.
+fn finish_record(kind: Kind, start: usize, out: &mut [u8]) {
+    let (header, payload) = out[start..].split_at_mut(RECORD_HEADER_BYTES);
     header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
     header[4] = kind as u8;
     let header_crc = crc32c::crc32c(&header[..8]);
     header[8..12].copy_from_slice(&header_crc.to_le_bytes());
     header[12..16].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(payload);
 }
 
 /// Appends a record holding a protobuf message.
@@ -134,24 +147,28 @@ pub struct EntrySpan {
 }
 
 /// Appends an Entries record for consecutive `entries`; returns where each
-/// entry's bytes lie, relative to the record's start in `out`.
+/// entry's bytes lie, relative to the record's start in `out`. Entries are
+/// encoded in place, with no intermediate buffer.
 pub fn encode_entries(entries: &[Entry], out: &mut Vec<u8>) -> Vec<EntrySpan> {
-    let mut payload = Vec::with_capacity(12 + entries.len() * (ENTRY_FRAME_BYTES + 300));
-    payload.extend_from_slice(&entries[0].index.to_le_bytes());
-    payload.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    let start = begin_record(out);
+    out.extend_from_slice(&entries[0].index.to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     let mut spans = Vec::with_capacity(entries.len());
     for e in entries {
-        let bytes = e.write_to_bytes().expect("entries encode");
-        payload.extend_from_slice(&e.term.to_le_bytes());
-        payload.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(&e.term.to_le_bytes());
+        let len_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let at = out.len();
+        e.write_to_vec(out).expect("entries encode");
+        let len = out.len() - at;
+        out[len_at..at].copy_from_slice(&(len as u32).to_le_bytes());
         spans.push(EntrySpan {
             term: e.term,
-            offset: RECORD_HEADER_BYTES + payload.len(),
-            len: bytes.len(),
+            offset: at - start,
+            len,
         });
-        payload.extend_from_slice(&bytes);
     }
-    encode(Kind::Entries, &payload, out);
+    finish_record(Kind::Entries, start, out);
     spans
 }
 
