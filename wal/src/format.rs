@@ -35,6 +35,8 @@ pub enum Kind {
     Compact = 6,
     /// Written before each fdatasync.
     Sync = 7,
+    /// A snapshot the application took of its state; the log is unchanged.
+    KeptSnapshot = 8,
 }
 
 impl Kind {
@@ -47,6 +49,7 @@ impl Kind {
             5 => Kind::Snapshot,
             6 => Kind::Compact,
             7 => Kind::Sync,
+            8 => Kind::KeptSnapshot,
             _ => return None,
         })
     }
@@ -298,7 +301,7 @@ pub struct Checkpoint<'a> {
 impl Checkpoint<'_> {
     /// Appends the checkpoint records.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        encode_message(Kind::Snapshot, self.snapshot, out);
+        encode_message(Kind::KeptSnapshot, self.snapshot, out);
         encode_message(Kind::ConfState, self.conf_state, out);
         encode_message(Kind::HardState, self.hard_state, out);
         encode_index(Kind::Compact, self.first_index, out);

@@ -29,6 +29,7 @@ impl Wal {
             sync_seq: 0,
             dirty: false,
             syncs: 0,
+            durable_len: 0,
             stopped: None,
         };
         // Step 1: leftover temporary segments go; the rest, in order.
@@ -37,7 +38,9 @@ impl Wal {
             let mut first = Vec::new();
             wal.checkpoint().encode(&mut first);
             format::encode_index(Kind::Sync, 0, &mut first);
-            wal.segments.push_back(Segment::create(dir, 1, &first)?);
+            let segment = Segment::create(dir, 1, &first)?;
+            wal.durable_len = segment.len;
+            wal.segments.push_back(segment);
             return Ok(wal);
         }
         if let Some(w) = seqs.windows(2).find(|w| w[1] != w[0] + 1) {
@@ -111,6 +114,7 @@ impl Wal {
                     }
                 }
             }
+            wal.durable_len = segment.len;
             wal.segments.push_back(segment);
         }
         // Step 5: the window.
@@ -163,6 +167,7 @@ impl Wal {
                 let snap: Snapshot = record.message().map_err(|e| e.to_string())?;
                 self.restore(snap);
             }
+            Kind::KeptSnapshot => self.snapshot = record.message().map_err(|e| e.to_string())?,
             Kind::Sync => self.sync_seq = record.index().map_err(|e| e.to_string())?,
         }
         Ok(())

@@ -89,6 +89,24 @@ impl WalStorage {
         self.wl().apply_snapshot(snap)
     }
 
+    /// Records a snapshot the application took of its own state (at an
+    /// index the log holds, with that entry's term); `Storage::snapshot`
+    /// serves it. The log is unchanged: compact separately.
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Rejected`] for a snapshot older than the current one,
+    /// past the log, or of another term than the log's; I/O errors.
+    pub fn set_snapshot(&self, snap: Snapshot) -> Result<(), WalError> {
+        self.wl().set_snapshot(snap)
+    }
+
+    /// The active segment and its length as of the last sync: what a power
+    /// failure leaves (for crash testing).
+    pub fn durable_position(&self) -> (std::path::PathBuf, u64) {
+        self.rl().durable_position()
+    }
+
     /// Drops the entries before `index` and deletes the segments that no
     /// longer hold any entry.
     ///

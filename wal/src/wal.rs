@@ -42,6 +42,8 @@ pub struct Wal {
     pub(crate) dirty: bool,
     /// fdatasyncs so far (for tests and benchmarks).
     pub(crate) syncs: u64,
+    /// The active segment's length at the last sync.
+    pub(crate) durable_len: u64,
     /// Set after a write failed part way.
     pub(crate) stopped: Option<String>,
 }
@@ -99,6 +101,7 @@ impl Wal {
         self.sync_seq += 1;
         self.syncs += 1;
         self.dirty = false;
+        self.durable_len = self.active().len;
         Ok(())
     }
 
@@ -110,6 +113,7 @@ impl Wal {
         format::encode_index(Kind::Sync, self.sync_seq, &mut first);
         let seq = self.active().seq + 1;
         let segment = Segment::create(&self.dir, seq, &first)?;
+        self.durable_len = segment.len;
         self.segments.push_back(segment);
         Ok(())
     }
@@ -243,6 +247,36 @@ impl Wal {
         self.hard_state.term = self.hard_state.term.max(meta.term);
         self.conf_state = meta.get_conf_state().clone();
         self.snapshot = snap;
+    }
+
+    /// Records a snapshot the application took of its own state, which
+    /// `snapshot` then serves; the log is unchanged (compact separately).
+    pub fn set_snapshot(&mut self, snap: Snapshot) -> Result<(), WalError> {
+        let meta = snap.get_metadata();
+        let current = self.snapshot.get_metadata().index;
+        if meta.index < current || meta.index > self.log.last_index() {
+            return Err(WalError::Rejected(format!(
+                "snapshot at {} is outside [{current}, {}]",
+                meta.index,
+                self.log.last_index()
+            )));
+        }
+        if let Some(loc) = self.log.loc(meta.index).filter(|l| l.term != meta.term) {
+            return Err(WalError::Rejected(format!(
+                "snapshot at {} has term {}, the log has {}",
+                meta.index, meta.term, loc.term
+            )));
+        }
+        self.write_message(Kind::KeptSnapshot, &snap)?;
+        self.snapshot = snap;
+        Ok(())
+    }
+
+    /// The active segment and its length at the last sync: what a power
+    /// failure leaves.
+    pub fn durable_position(&self) -> (PathBuf, u64) {
+        let active = self.segments.back().expect("a WAL always has a segment");
+        (active.path.clone(), self.durable_len)
     }
 
     /// Drops the entries before `index` and deletes the segments that hold

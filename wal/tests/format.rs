@@ -62,11 +62,11 @@ proptest! {
     #[test]
     fn the_decoder_never_panics_on_damaged_records(
         payload in proptest::collection::vec(any::<u8>(), 0..128),
-        kind in 1u8..8,
+        kind in 1u8..9,
         flip in any::<prop::sample::Index>(),
         cut in any::<prop::sample::Index>(),
     ) {
-        let kinds = [Kind::Entries, Kind::HardState, Kind::ConfState, Kind::Truncate, Kind::Snapshot, Kind::Compact, Kind::Sync];
+        let kinds = [Kind::Entries, Kind::HardState, Kind::ConfState, Kind::Truncate, Kind::Snapshot, Kind::Compact, Kind::Sync, Kind::KeptSnapshot];
         let mut out = Vec::new();
         encode(kinds[(kind - 1) as usize], &payload, &mut out);
         let i = flip.index(out.len());

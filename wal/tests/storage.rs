@@ -302,3 +302,57 @@ fn storage_is_clone_send_and_sync() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}
     shareable::<WalStorage>();
 }
+
+#[test]
+fn a_kept_snapshot_is_served_and_survives_compaction_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.append(&entries(1, 10, 2)).unwrap();
+    let mut snap = Snapshot::default();
+    snap.mut_metadata().index = 6;
+    snap.mut_metadata().term = 2;
+    snap.data = b"state at 6".to_vec().into();
+    store.set_snapshot(snap.clone()).unwrap();
+    store.compact(7).unwrap();
+    assert_eq!((store.first_index().unwrap(), store.term(6)), (7, Ok(2)));
+    assert_eq!(store.snapshot(6, 0).unwrap(), snap);
+    let mut wrong_term = snap.clone();
+    wrong_term.mut_metadata().index = 8;
+    wrong_term.mut_metadata().term = 1;
+    assert!(matches!(
+        store.set_snapshot(wrong_term),
+        Err(WalError::Rejected(_))
+    ));
+    store.sync().unwrap();
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(store.snapshot(6, 0).unwrap(), snap);
+    assert_eq!(
+        store.entries(7, 11, None, ctx()).unwrap(),
+        entries(7, 10, 2)
+    );
+}
+
+#[test]
+fn cutting_the_active_segment_at_the_durable_position_keeps_exactly_what_was_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.append(&entries(1, 10, 1)).unwrap();
+    store.sync().unwrap();
+    store.append(&entries(11, 20, 1)).unwrap();
+    store.append(&entries(15, 16, 2)).unwrap();
+    let (segment, len) = store.durable_position();
+    drop(store);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+    let store = open(&dir);
+    assert_eq!(
+        store.entries(1, 11, None, ctx()).unwrap(),
+        entries(1, 10, 1)
+    );
+    assert_eq!(store.last_index().unwrap(), 10);
+}
