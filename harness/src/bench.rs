@@ -2,15 +2,17 @@
 //! process, interleaved (upstream, fork, upstream, fork, ...) so that drift
 //! of the machine affects both alike.
 //!
-//! The workload: a healthy cluster, synchronous durability in memory, the
-//! client proposing a batch of entries to the leader every tick, every
-//! safety checker on, the trace off. Nodes compact their logs as they go.
+//! The workload: a healthy cluster, synchronous durability (one sync per
+//! Ready, in memory or a real fdatasync on the WAL), the client proposing a
+//! batch of entries to the leader every tick, every safety checker on, the
+//! trace off. Nodes compact their logs as they go.
 
 use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, EngineKind, Fork, Upstream};
 use crate::run::Simulation;
 use crate::scenario::{Options, Overrides, Scenario};
+use crate::world::storage::StorageKind;
 use crate::world::trace::TraceLevel;
 use crate::world::Durability;
 
@@ -27,6 +29,8 @@ pub struct BenchWorkload {
     pub entries_per_run: u64,
     /// Runs per engine.
     pub rounds: u32,
+    /// What nodes store their log on.
+    pub storage: StorageKind,
 }
 
 /// One engine's result.
@@ -54,6 +58,7 @@ fn options(w: &BenchWorkload) -> Options {
     let overrides = Overrides {
         nodes: Some(w.nodes),
         steps: Some(0),
+        storage: Some(w.storage),
     };
     let mut opts = Options::derive(Scenario::Chaos, 0, overrides);
     opts.links.clear();

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::engine::EngineKind;
 use crate::run::{run, RunOutcome};
 use crate::scenario::{Options, Overrides, Scenario};
+use crate::world::storage::StorageKind;
 use crate::world::trace::TraceLevel;
 
 /// One engine's totals over a scenario's seeds.
@@ -81,6 +82,9 @@ pub fn replay_command(
     }
     if let Some(steps) = overrides.steps {
         cmd += &format!(" --steps {steps}");
+    }
+    if overrides.storage == Some(StorageKind::Wal) {
+        cmd += " --storage wal";
     }
     cmd
 }

@@ -7,7 +7,8 @@
 
 use raft_proto::eraftpb::{ConfChangeV2, ConfState, Entry, HardState, Message, Snapshot};
 
-use crate::world::disk::{ReadError, SimStorage};
+use crate::world::disk::ReadError;
+use crate::world::storage::NodeStorage;
 
 /// Which engine a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
@@ -118,11 +119,11 @@ pub struct LightParts {
 pub trait Engine {
     /// The name in reports.
     const NAME: &'static str;
-    /// A `RawNode` over [`SimStorage`], with whatever the adapter keeps.
+    /// A `RawNode` over [`NodeStorage`], with whatever the adapter keeps.
     type Node;
 
     /// `RawNode::new`.
-    fn new_node(config: &NodeConfig, storage: SimStorage) -> Result<Self::Node, String>;
+    fn new_node(config: &NodeConfig, storage: NodeStorage) -> Result<Self::Node, String>;
     /// `RawNode::tick`.
     fn tick(node: &mut Self::Node);
     /// `RawNode::step`.
@@ -169,9 +170,9 @@ pub struct Fork;
 
 macro_rules! engine {
     ($engine:ident, $node:ident, $name:literal, $raft:ident) => {
-        impl $raft::Storage for SimStorage {
+        impl $raft::Storage for NodeStorage {
             fn initial_state(&self) -> $raft::Result<$raft::RaftState> {
-                let (hard_state, conf_state) = self.rl().initial_state();
+                let (hard_state, conf_state) = self.disk().initial_state();
                 Ok($raft::RaftState {
                     hard_state,
                     conf_state,
@@ -185,32 +186,48 @@ macro_rules! engine {
                 max_size: impl Into<Option<u64>>,
                 _context: $raft::GetEntriesContext,
             ) -> $raft::Result<Vec<Entry>> {
-                let entries = self.rl().entries(low, high, max_size.into());
+                let max_size = max_size.into();
+                let entries = match self.wal() {
+                    Some(wal) => wal_reads::entries(&wal, low, high, max_size),
+                    None => self.disk().entries(low, high, max_size),
+                };
                 entries.map_err(|e| $raft::Error::Store(storage_error!($raft, e)))
             }
 
             fn term(&self, idx: u64) -> $raft::Result<u64> {
-                let term = self.rl().term(idx);
+                let term = match self.wal() {
+                    Some(wal) => wal_reads::term(&wal, idx),
+                    None => self.disk().term(idx),
+                };
                 term.map_err(|e| $raft::Error::Store(storage_error!($raft, e)))
             }
 
             fn first_index(&self) -> $raft::Result<u64> {
-                Ok(self.rl().first_index())
+                Ok(match self.wal() {
+                    Some(wal) => wal_reads::first_index(&wal),
+                    None => self.disk().first_index(),
+                })
             }
 
             fn last_index(&self) -> $raft::Result<u64> {
-                Ok(self.rl().last_index())
+                Ok(match self.wal() {
+                    Some(wal) => wal_reads::last_index(&wal),
+                    None => self.disk().last_index(),
+                })
             }
 
             fn snapshot(&self, request_index: u64, _to: u64) -> $raft::Result<Snapshot> {
-                let snap = self.rl().snapshot(request_index);
+                let snap = match self.wal() {
+                    Some(wal) => wal_reads::snapshot(&wal, request_index),
+                    None => self.disk().snapshot(request_index),
+                };
                 snap.map_err(|e| $raft::Error::Store(storage_error!($raft, e)))
             }
         }
 
         /// A `RawNode` of this engine, and the `Ready` being handled.
         pub struct $node {
-            raw: $raft::RawNode<SimStorage>,
+            raw: $raft::RawNode<NodeStorage>,
             ready: Option<$raft::Ready>,
         }
 
@@ -218,7 +235,7 @@ macro_rules! engine {
             const NAME: &'static str = $name;
             type Node = $node;
 
-            fn new_node(config: &NodeConfig, storage: SimStorage) -> Result<$node, String> {
+            fn new_node(config: &NodeConfig, storage: NodeStorage) -> Result<$node, String> {
                 let raft_config = $raft::Config {
                     id: config.id,
                     election_tick: config.election_ticks_min,
@@ -360,6 +377,59 @@ macro_rules! storage_error {
             }
         }
     };
+}
+
+/// Reads from a [`WalStorage`](raft_wal_storage::WalStorage), which
+/// implements the fork's `Storage`, in the world's terms. Both engines'
+/// storage reads, and the world's check of a recovered WAL, go through here.
+pub mod wal_reads {
+    use raft::{GetEntriesContext, Storage, StorageError};
+    use raft_proto::eraftpb::{Entry, Snapshot};
+    use raft_wal_storage::WalStorage;
+
+    use crate::world::disk::ReadError;
+
+    fn read_error(e: raft::Error) -> ReadError {
+        match e {
+            raft::Error::Store(StorageError::Compacted) => ReadError::Compacted,
+            raft::Error::Store(StorageError::Unavailable) => ReadError::Unavailable,
+            raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable) => {
+                ReadError::SnapshotTemporarilyUnavailable
+            }
+            e => panic!("harness: WAL read failed: {e}"),
+        }
+    }
+
+    /// `Storage::entries`.
+    pub fn entries(
+        wal: &WalStorage,
+        low: u64,
+        high: u64,
+        max_size: Option<u64>,
+    ) -> Result<Vec<Entry>, ReadError> {
+        wal.entries(low, high, max_size, GetEntriesContext::empty(false))
+            .map_err(read_error)
+    }
+
+    /// `Storage::term`.
+    pub fn term(wal: &WalStorage, index: u64) -> Result<u64, ReadError> {
+        wal.term(index).map_err(read_error)
+    }
+
+    /// `Storage::first_index`.
+    pub fn first_index(wal: &WalStorage) -> u64 {
+        wal.first_index().expect("the WAL answers from memory")
+    }
+
+    /// `Storage::last_index`.
+    pub fn last_index(wal: &WalStorage) -> u64 {
+        wal.last_index().expect("the WAL answers from memory")
+    }
+
+    /// `Storage::snapshot`.
+    pub fn snapshot(wal: &WalStorage, request_index: u64) -> Result<Snapshot, ReadError> {
+        wal.snapshot(request_index, 0).map_err(read_error)
+    }
 }
 
 engine!(Upstream, UpstreamNode, "upstream", upstream);

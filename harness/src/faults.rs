@@ -101,7 +101,7 @@ impl Faults {
             .collect();
         for id in recovered {
             self.recovering.remove(&id);
-            let entries = world.storage(id).wl().recover_tail();
+            let entries = world.storage(id).recover_tail();
             world.trace(format_args!(
                 "n{id} storage recovered {entries} entries late"
             ));
@@ -122,7 +122,7 @@ impl Faults {
                     let disk = world.disk(id);
                     (disk.hard_state().commit, disk.snapshot_index())
                 };
-                world.storage(id).wl().hide_tail_after(commit.max(snapshot));
+                world.storage(id).hide_tail_after(commit.max(snapshot));
                 self.recovering.insert(id, now + recover_in);
                 world.trace(format_args!(
                     "n{id} storage recovers late, after tick {}",
@@ -193,7 +193,7 @@ impl Faults {
         }
         let up = self.up(world);
         let Some(id) = self.pick(&up) else { return };
-        let unsynced = world.disk(id).unsynced_entries();
+        let unsynced = world.storage(id).unsynced_entries();
         let torn = if self.rates.torn_writes && self.rng.gen_bool(0.5) {
             self.rng.gen_range(0..=unsynced)
         } else {
@@ -316,7 +316,7 @@ impl Faults {
                 .expect("the leader holds them")
         };
         let (first, last) = (entries[0].index, entries[entries.len() - 1].index);
-        world.storage(id).wl().write_out_of_band(entries);
+        world.storage(id).write_out_of_band(entries);
         world.trace(format_args!(
             "n{id} out-of-band {first}..={last} from n{leader}"
         ));
@@ -372,7 +372,7 @@ impl Faults {
     pub fn heal<E: Engine>(&mut self, world: &mut World<E>) {
         self.partition = None;
         for (id, _) in std::mem::take(&mut self.recovering) {
-            world.storage(id).wl().recover_tail();
+            world.storage(id).recover_tail();
         }
         self.restart_at.clear();
         world.network().heal_all();

@@ -10,6 +10,7 @@ use harness::engine::EngineKind;
 use harness::run::{run, Ending};
 use harness::scenario::{Options, Overrides, Scenario};
 use harness::shrink::shrink;
+use harness::world::storage::StorageKind;
 use harness::world::trace::TraceLevel;
 
 /// Runs seeded raft cluster simulations on crates.io raft 0.7.0 and on the
@@ -83,6 +84,9 @@ enum Command {
         /// Runs per engine.
         #[arg(long, default_value_t = 4)]
         rounds: u32,
+        /// What nodes store their log on.
+        #[arg(long, value_enum, default_value = "memory")]
+        storage: StorageKind,
     },
 }
 
@@ -95,6 +99,10 @@ struct Shape {
     /// Ticks with faults before the liveness phase.
     #[arg(long)]
     steps: Option<u64>,
+    /// What nodes store their log on: the disk model in memory, or
+    /// raft-wal-storage on real files beside it.
+    #[arg(long, value_enum)]
+    storage: Option<StorageKind>,
 }
 
 impl From<Shape> for Overrides {
@@ -102,6 +110,7 @@ impl From<Shape> for Overrides {
         Overrides {
             nodes: s.nodes,
             steps: s.steps,
+            storage: s.storage,
         }
     }
 }
@@ -138,11 +147,22 @@ fn main() -> ExitCode {
             json,
             threads,
         } => {
-            let scenarios = if scenarios.is_empty() {
-                Scenario::ALL.to_vec()
-            } else {
-                scenarios
+            let wal = shape.storage == Some(StorageKind::Wal);
+            let scenarios = match (scenarios.is_empty(), wal) {
+                (true, false) => Scenario::ALL.to_vec(),
+                (true, true) => Scenario::ALL
+                    .into_iter()
+                    .filter(|s| s.runs_on_wal())
+                    .collect(),
+                (false, _) => scenarios,
             };
+            if let Some(s) = scenarios.iter().find(|s| wal && !s.runs_on_wal()) {
+                eprintln!(
+                    "{} models the disk itself; run it with --storage memory",
+                    s.name()
+                );
+                return ExitCode::from(2);
+            }
             let seeds_of = |s: Scenario| match (seed, seeds) {
                 (Some(seed), _) => vec![seed],
                 (None, n) => (0..n.unwrap_or_else(|| s.default_seeds())).collect(),
@@ -237,6 +257,7 @@ fn main() -> ExitCode {
             entry_bytes,
             entries,
             rounds,
+            storage,
         } => {
             let report = bench(BenchWorkload {
                 nodes,
@@ -244,6 +265,7 @@ fn main() -> ExitCode {
                 entry_bytes,
                 entries_per_run: entries,
                 rounds,
+                storage,
             });
             if json {
                 println!(
@@ -252,8 +274,8 @@ fn main() -> ExitCode {
                 );
             } else {
                 println!(
-                    "{} nodes, {} entries of {} bytes per tick, {} entries per run, {} runs per engine, interleaved",
-                    nodes, batch, entry_bytes, entries, rounds
+                    "{} nodes on {:?} storage, {} entries of {} bytes per tick, {} entries per run, {} runs per engine, interleaved",
+                    nodes, storage, batch, entry_bytes, entries, rounds
                 );
                 for (engine, rate) in &report.engines {
                     println!(

@@ -90,7 +90,7 @@ impl<E: Engine> Simulation<E> {
         let network = Network::new(opts.link_map(), rng(seed, Stream::Network));
         let world = World::new(
             opts.world.clone(),
-            opts.initial_disks(),
+            opts.initial_storage(),
             network,
             Trace::new(level),
             rng(seed, Stream::Timeouts),

@@ -12,8 +12,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::Engine;
-use crate::world::disk::{SimStorage, WriteMode};
+use crate::world::disk::WriteMode;
 use crate::world::network::LinkFaults;
+use crate::world::storage::{NodeStorage, StorageKind};
 use crate::world::{Durability, World, WorldConfig};
 
 /// A named family of runs.
@@ -59,6 +60,12 @@ impl Scenario {
             Scenario::BadAppend => "bad-append",
             Scenario::StaleTail => "stale-tail",
         }
+    }
+
+    /// Whether the scenario runs on `--storage wal`: late-recovery and
+    /// stale-tail fault the disk model itself.
+    pub fn runs_on_wal(self) -> bool {
+        !matches!(self, Scenario::LateRecovery | Scenario::StaleTail)
     }
 
     /// Seeds `compare` runs when not told otherwise.
@@ -156,6 +163,8 @@ pub struct Overrides {
     pub nodes: Option<usize>,
     /// Ticks before the liveness phase.
     pub steps: Option<u64>,
+    /// What nodes store their log on (default: memory).
+    pub storage: Option<StorageKind>,
 }
 
 /// Generator streams derived from one seed.
@@ -257,6 +266,7 @@ impl Options {
                 } else {
                     WriteMode::Truncate
                 },
+                storage: overrides.storage.unwrap_or(StorageKind::Memory),
                 election_ticks_min: 10,
                 heartbeat_ticks: 2,
                 pre_vote: !scripted && r.gen_bool(0.5),
@@ -281,13 +291,19 @@ impl Options {
             .collect()
     }
 
-    /// The disks the cluster starts from.
-    pub fn initial_disks(&self) -> Vec<SimStorage> {
-        let disks: Vec<SimStorage> = self
+    /// The storage the cluster starts from.
+    pub fn initial_storage(&self) -> Vec<NodeStorage> {
+        let disks: Vec<NodeStorage> = self
             .world
             .ids
             .iter()
-            .map(|_| SimStorage::new(self.world.ids.clone(), self.world.write_mode))
+            .map(|_| {
+                NodeStorage::new(
+                    self.world.storage,
+                    self.world.ids.clone(),
+                    self.world.write_mode,
+                )
+            })
             .collect();
         if self.scenario == Scenario::Seed620 {
             seed_620_disks(&disks);
@@ -298,7 +314,7 @@ impl Options {
     /// Scripted actions at the current tick, before faults and workload.
     pub fn script<E: Engine>(&self, world: &mut World<E>) {
         if self.scenario == Scenario::Seed620 && world.now == 1 && world.ids().len() >= 3 {
-            world.storage(3).wl().write_out_of_band(run(620, 622, 1));
+            world.storage(3).write_out_of_band(run(620, 622, 1));
             world.trace(format_args!("n3 out-of-band 620..=622 at term 1"));
             world.campaign(2);
         }
@@ -321,10 +337,9 @@ fn run(first: u64, last: u64, term: u64) -> Vec<Entry> {
 /// storage gains `620..=622` at term 1 outside the Ready loop once it is up
 /// (see [`Options::script`]), so node 2's first append to it is prev
 /// (621, 1) with entries `[622@4]`.
-fn seed_620_disks(disks: &[SimStorage]) {
-    for (i, disk) in disks.iter().enumerate() {
+fn seed_620_disks(disks: &[NodeStorage]) {
+    for (i, d) in disks.iter().enumerate() {
         let id = i as u64 + 1;
-        let mut d = disk.wl();
         d.append(run(1, if id == 3 { 619 } else { 621 }, 1));
         d.set_hard_state(HardState {
             term: if id == 2 { 3 } else { 1 },

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use crate::engine::EngineKind;
 use crate::run::{run, RunOutcome};
 use crate::scenario::{Options, Overrides, Scenario};
+use crate::world::storage::StorageKind;
 use crate::world::trace::TraceLevel;
 
 /// The result of a shrink.
@@ -99,6 +100,9 @@ pub fn shrink(
     );
     if let Some(nodes) = overrides.nodes {
         replay += &format!(" --nodes {nodes}");
+    }
+    if overrides.storage == Some(StorageKind::Wal) {
+        replay += " --storage wal";
     }
     replay += &format!(
         " --keep-faults '{}'",

@@ -6,6 +6,7 @@ use harness::engine::{EngineKind, Fork};
 use harness::run::{run, Ending, Simulation};
 use harness::scenario::{Options, Overrides, Scenario};
 use harness::shrink::shrink;
+use harness::world::storage::StorageKind;
 use harness::world::trace::TraceLevel;
 
 fn opts(scenario: Scenario, seed: u64) -> Options {
@@ -196,4 +197,44 @@ fn chaos_changes_membership_through_joint_consensus_identically() {
         run(EngineKind::Upstream, &o, TraceLevel::Hash).trace_hash,
         fork.trace_hash
     );
+}
+
+fn wal_opts(scenario: Scenario, seed: u64) -> Options {
+    let overrides = Overrides {
+        storage: Some(StorageKind::Wal),
+        ..Overrides::default()
+    };
+    Options::derive(scenario, seed, overrides)
+}
+
+#[test]
+fn chaos_on_the_wal_recovers_every_crash_and_runs_identically() {
+    for seed in 0..3 {
+        let o = wal_opts(Scenario::Chaos, seed);
+        let fork = run(EngineKind::Fork, &o, TraceLevel::Lines);
+        assert_eq!(fork.ending, Ending::Passed, "seed {seed}");
+        assert!(
+            fork.lines.iter().any(|l| l.contains(" crash")),
+            "seed {seed} crashes a node"
+        );
+        let up = run(EngineKind::Upstream, &o, TraceLevel::Hash);
+        assert_eq!(up.trace_hash, fork.trace_hash, "seed {seed}");
+    }
+}
+
+#[test]
+fn the_wal_window_does_not_stop_upstreams_panic_but_the_fork_survives() {
+    let mut upstream_panics = 0;
+    for seed in 0..4 {
+        let o = wal_opts(Scenario::StorageAhead, seed);
+        assert_eq!(
+            run(EngineKind::Fork, &o, TraceLevel::Off).ending,
+            Ending::Passed,
+            "seed {seed}"
+        );
+        let up = run(EngineKind::Upstream, &o, TraceLevel::Off);
+        upstream_panics +=
+            usize::from(up.panic().is_some_and(|m| m.starts_with("unstable.slice[")));
+    }
+    assert!(upstream_panics >= 3, "{upstream_panics} of 4");
 }

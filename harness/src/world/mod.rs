@@ -10,6 +10,7 @@
 pub mod disk;
 pub mod network;
 pub mod node;
+pub mod storage;
 pub mod trace;
 
 use std::cell::Ref;
@@ -20,9 +21,10 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::{Engine, NodeConfig, NodeStatus, Role};
-use disk::{Disk, SimStorage, WriteMode};
+use disk::{Disk, WriteMode};
 use network::{Network, Sent};
 use node::{PendingSync, SimNode, StateMachine};
+use storage::{NodeStorage, StorageKind};
 use trace::{Compact, Trace};
 
 /// When writes become durable.
@@ -48,6 +50,8 @@ pub struct WorldConfig {
     /// How disks treat overwritten tails.
     #[serde(skip)]
     pub write_mode: WriteMode,
+    /// What nodes store their log on.
+    pub storage: StorageKind,
     /// Election timeouts are drawn from `[min, 2 * min)` ticks.
     pub election_ticks_min: usize,
     /// Ticks between heartbeats.
@@ -120,7 +124,7 @@ impl<E: Engine> World<E> {
     /// If a node cannot start from its disk.
     pub fn new(
         config: WorldConfig,
-        disks: Vec<SimStorage>,
+        storages: Vec<NodeStorage>,
         network: Network,
         trace: Trace,
         timeouts: ChaCha8Rng,
@@ -129,10 +133,10 @@ impl<E: Engine> World<E> {
         let nodes = config
             .ids
             .iter()
-            .zip(disks)
-            .map(|(&id, disk)| SimNode {
+            .zip(storages)
+            .map(|(&id, storage)| SimNode {
                 id,
-                disk,
+                storage,
                 raft: None,
                 sm: StateMachine::default(),
                 pending: Default::default(),
@@ -196,12 +200,12 @@ impl<E: Engine> World<E> {
 
     /// The node's disk.
     pub fn disk(&self, id: u64) -> Ref<'_, Disk> {
-        self.node(id).disk.rl()
+        self.node(id).storage.disk()
     }
 
-    /// The node's disk handle, for faults that write behind raft's back.
-    pub fn storage(&self, id: u64) -> &SimStorage {
-        &self.node(id).disk
+    /// The node's storage, for faults that write behind raft's back.
+    pub fn storage(&self, id: u64) -> &NodeStorage {
+        &self.node(id).storage
     }
 
     /// The node's state machine.
@@ -231,7 +235,11 @@ impl<E: Engine> World<E> {
 
     fn start(&mut self, id: u64) -> Result<(), String> {
         let node = self.node_mut(id);
-        let snap = node.disk.rl().snapshot(0).map_err(|e| format!("{e:?}"))?;
+        let snap = node
+            .storage
+            .disk()
+            .snapshot(0)
+            .map_err(|e| format!("{e:?}"))?;
         node.sm = StateMachine::from_snapshot(&snap);
         let config = NodeConfig {
             id,
@@ -244,7 +252,7 @@ impl<E: Engine> World<E> {
             pre_vote: self.config.pre_vote,
             check_quorum: self.config.pre_vote,
         };
-        let raft = E::new_node(&config, self.node(id).disk.clone())?;
+        let raft = E::new_node(&config, self.node(id).storage.clone())?;
         let node = self.node_mut(id);
         node.raft = Some(raft);
         node.last_seen = None;
@@ -386,7 +394,7 @@ impl<E: Engine> World<E> {
         self.send(rd.messages);
         if let Some(snap) = &rd.snapshot {
             let node = self.node_mut(id);
-            node.disk.wl().apply_snapshot(snap);
+            node.storage.apply_snapshot(snap);
             node.sm = StateMachine::from_snapshot(snap);
             let (index, chain) = (node.sm.applied, node.sm.chain);
             self.events.push(Event::Applied {
@@ -398,22 +406,20 @@ impl<E: Engine> World<E> {
             self.trace(format_args!("n{id} restore snapshot {index}"));
         }
         let applied_early = self.apply(id, &rd.committed_entries);
-        {
-            let mut disk = self.node(id).disk.wl();
-            disk.append(rd.entries);
-            if let Some(hs) = rd.hard_state {
-                disk.set_hard_state(hs);
-            }
+        let storage = &self.node(id).storage;
+        storage.append(rd.entries);
+        if let Some(hs) = rd.hard_state {
+            storage.set_hard_state(hs);
         }
         match self.config.durability {
             Durability::Sync => {
-                self.node(id).disk.wl().sync();
+                self.node(id).storage.sync();
                 self.send(rd.persisted_messages);
                 let light = E::advance_append(self.node_mut(id).raft.as_mut().unwrap());
+                // A commit index needs no sync of its own: raft recovers a
+                // lower one, and the next Ready's sync covers it.
                 if let Some(commit) = light.commit {
-                    let mut disk = self.node(id).disk.wl();
-                    disk.set_commit(commit);
-                    disk.sync();
+                    self.node(id).storage.set_commit(commit);
                 }
                 self.send(light.messages);
                 self.apply(id, &light.committed_entries);
@@ -452,7 +458,7 @@ impl<E: Engine> World<E> {
         if node.raft.is_none() || node.pending.front().is_none_or(|p| p.due > now) {
             return false;
         }
-        node.disk.wl().sync();
+        node.storage.sync();
         let mut messages = Vec::new();
         let mut number = 0;
         while node.pending.front().is_some_and(|p| p.due <= now) {
@@ -509,7 +515,7 @@ impl<E: Engine> World<E> {
         let node = self.node_mut(id);
         match E::apply_conf_change(node.raft.as_mut().unwrap(), &change) {
             Ok(conf) => {
-                node.disk.wl().set_conf_state(entry.index, conf.clone());
+                node.storage.set_conf_state(entry.index, conf.clone());
                 if self.trace.on() {
                     self.trace(format_args!(
                         "n{id} conf {}: voters {:?} learners {:?} outgoing {:?}",
@@ -575,7 +581,7 @@ impl<E: Engine> World<E> {
             return;
         }
         node.pending.clear();
-        node.disk.wl().crash(torn_entries);
+        node.storage.crash(torn_entries);
         self.events.push(Event::Crashed(id));
         self.trace(format_args!("n{id} crash, torn {torn_entries}"));
     }
@@ -601,7 +607,7 @@ impl<E: Engine> World<E> {
     pub fn compact(&mut self, id: u64, index: u64) {
         let applied = self.node(id).sm.applied;
         let index = index.min(applied);
-        self.node(id).disk.wl().compact(index);
+        self.node(id).storage.compact(index);
         self.trace(format_args!("n{id} compact {index}"));
     }
 }

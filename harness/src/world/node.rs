@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use raft_proto::eraftpb::{Entry, Message, Snapshot};
 
 use crate::engine::{Engine, Role};
-use crate::world::disk::{chain, snapshot_chain, SimStorage};
+use crate::world::disk::{chain, snapshot_chain};
+use crate::world::storage::NodeStorage;
 
 /// What the node's state machine has applied.
 ///
@@ -57,8 +58,8 @@ pub struct PendingSync {
 pub struct SimNode<E: Engine> {
     /// The node's id.
     pub id: u64,
-    /// The node's disk; it outlives crashes.
-    pub disk: SimStorage,
+    /// The node's storage; it outlives crashes.
+    pub storage: NodeStorage,
     /// The running `RawNode`, `None` while the node is down.
     pub raft: Option<E::Node>,
     /// The state machine (rebuilt from the disk's snapshot on restart).
