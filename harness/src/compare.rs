@@ -204,6 +204,15 @@ impl Progress {
     }
 }
 
+/// Whether the fork failed a run of any scenario but the negative control
+/// (stale-tail, which no engine can pass): what makes `compare` exit 1.
+pub fn fork_failed(reports: &[ScenarioReport]) -> bool {
+    reports
+        .iter()
+        .filter(|r| r.name != Scenario::StaleTail.name())
+        .any(|r| r.engines[&EngineKind::Fork].first_failing_seed.is_some())
+}
+
 /// The reports as a text table, failures first.
 pub fn render(reports: &[ScenarioReport]) -> String {
     let mut out = String::new();

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use harness::bench::{bench, BenchWorkload};
-use harness::compare::{compare, render, to_json};
+use harness::compare::{compare, fork_failed, render, to_json};
 use harness::engine::EngineKind;
 use harness::run::{run, Ending};
 use harness::scenario::{Options, Overrides, Scenario};
@@ -175,11 +175,7 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", render(&reports));
             }
-            let fork_failed = reports
-                .iter()
-                .filter(|r| r.name != Scenario::StaleTail.name())
-                .any(|r| r.engines[&EngineKind::Fork].first_failing_seed.is_some());
-            if fork_failed {
+            if fork_failed(&reports) {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS

@@ -238,3 +238,33 @@ fn the_wal_window_does_not_stop_upstreams_panic_but_the_fork_survives() {
     }
     assert!(upstream_panics >= 3, "{upstream_panics} of 4");
 }
+
+#[test]
+fn compare_fails_only_on_a_fork_failure_outside_the_negative_control() {
+    use harness::compare::{compare, fork_failed};
+    let seeds = |_| vec![0, 1];
+    let upstream_crashes = compare(&[Scenario::BadAppend], &seeds, Overrides::default(), 2);
+    assert!(upstream_crashes[0].engines[&EngineKind::Upstream].panics > 0);
+    assert!(
+        !fork_failed(&upstream_crashes),
+        "upstream's failures do not fail compare"
+    );
+    let negative_control = compare(
+        &[Scenario::StaleTail],
+        &|_| (0..20).collect(),
+        Overrides::default(),
+        2,
+    );
+    assert!(negative_control[0].engines[&EngineKind::Fork].violations > 0);
+    assert!(
+        !fork_failed(&negative_control),
+        "stale-tail is expected to fail"
+    );
+    let mut fork_failure = upstream_crashes;
+    fork_failure[0]
+        .engines
+        .get_mut(&EngineKind::Fork)
+        .unwrap()
+        .first_failing_seed = Some(1);
+    assert!(fork_failed(&fork_failure));
+}
