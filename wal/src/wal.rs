@@ -55,7 +55,8 @@ impl Wal {
             .expect("a WAL always has a segment")
     }
 
-    /// Appends `bytes` to the active segment; returns their offset.
+    /// Appends `bytes` to the active segment; returns the segment and the
+    /// offset they start at.
     fn write(&mut self, bytes: &[u8]) -> Result<(u64, u64), WalError> {
         if let Some(why) = &self.stopped {
             return Err(WalError::Stopped(why.clone()));
