@@ -240,6 +240,14 @@ impl<T: Storage> RaftLog<T> {
         // of 0 must not match there; an append would otherwise truncate past
         // the end of the log (tikv/tikv#18129, etcd-io/raft#31).
         if idx < self.first_index() - 1 || idx > self.last_index() {
+            if term == 0 {
+                debug!(
+                    self.unstable.logger,
+                    #"fork-patch",
+                    "fork patch 0004: index {} lies outside the log, log term 0 does not match it",
+                    idx
+                );
+            }
             return false;
         }
         self.term(idx).map(|t| t == term).unwrap_or(false)
