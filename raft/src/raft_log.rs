@@ -405,6 +405,13 @@ impl<T: Storage> RaftLog<T> {
         // The next Ready then starts at the first new entry, and
         // Storage::append truncates the stale tail from there.
         if self.unstable.entries.is_empty() && after >= self.unstable.offset {
+            debug!(
+                self.unstable.logger,
+                #"fork-patch",
+                "fork patch 0005: storage holds the log past unstable offset {}, appending from {}",
+                self.unstable.offset,
+                after + 1
+            );
             self.unstable.offset = after + 1;
         }
         self.unstable.truncate_and_append(ents);
@@ -626,6 +633,16 @@ impl<T: Storage> RaftLog<T> {
         // Fork: with no unstable entries the whole log is in storage, at or
         // past unstable.offset too.
         let unstable_low = if self.unstable.entries.is_empty() {
+            if high > self.unstable.offset {
+                debug!(
+                    self.unstable.logger,
+                    #"fork-patch",
+                    "fork patch 0005: entries [{}, {}) read from storage past unstable offset {}",
+                    low,
+                    high,
+                    self.unstable.offset
+                );
+            }
             high
         } else {
             self.unstable.offset
