@@ -1223,6 +1223,15 @@ impl<T: Storage> Raft<T> {
             last_index,
             persisted
         );
+        if last_index != persisted {
+            debug!(
+                self.logger,
+                #"fork-patch",
+                "fork patch 0007: leading with storage ahead, last index {} > persisted {}",
+                last_index,
+                persisted
+            );
+        }
 
         // Update uncommitted state
         self.uncommitted_state.uncommitted_size = 0;
