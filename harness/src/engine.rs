@@ -122,8 +122,12 @@ pub trait Engine {
     /// A `RawNode` over [`NodeStorage`], with whatever the adapter keeps.
     type Node;
 
-    /// `RawNode::new`.
-    fn new_node(config: &NodeConfig, storage: NodeStorage) -> Result<Self::Node, String>;
+    /// `RawNode::new`, logging to `logger`.
+    fn new_node(
+        config: &NodeConfig,
+        storage: NodeStorage,
+        logger: &slog::Logger,
+    ) -> Result<Self::Node, String>;
     /// `RawNode::tick`.
     fn tick(node: &mut Self::Node);
     /// `RawNode::step`.
@@ -235,7 +239,11 @@ macro_rules! engine {
             const NAME: &'static str = $name;
             type Node = $node;
 
-            fn new_node(config: &NodeConfig, storage: NodeStorage) -> Result<$node, String> {
+            fn new_node(
+                config: &NodeConfig,
+                storage: NodeStorage,
+                logger: &slog::Logger,
+            ) -> Result<$node, String> {
                 let raft_config = $raft::Config {
                     id: config.id,
                     election_tick: config.election_ticks_min,
@@ -249,8 +257,7 @@ macro_rules! engine {
                     check_quorum: config.check_quorum,
                     ..Default::default()
                 };
-                let logger = slog::Logger::root(slog::Discard, slog::o!());
-                let raw = $raft::RawNode::new(&raft_config, storage, &logger)
+                let raw = $raft::RawNode::new(&raft_config, storage, logger)
                     .map_err(|e| e.to_string())?;
                 Ok($node { raw, ready: None })
             }

@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod checkers;
 pub mod compare;
+pub mod divergence;
 pub mod engine;
 pub mod faults;
 pub mod run;

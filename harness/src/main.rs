@@ -1,11 +1,12 @@
 //! The `harness` command line: `compare`, `replay`, `shrink` and `bench`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
 use harness::bench::{bench, BenchWorkload};
-use harness::compare::{compare, fork_failed, render, to_json};
+use harness::compare::{aggregate, compare, fork_failed, merge, render, to_json, Sweep};
 use harness::engine::EngineKind;
 use harness::run::{run, Ending};
 use harness::scenario::{Options, Overrides, Scenario};
@@ -25,8 +26,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Every seed of each scenario on both engines: one row per scenario and
-    /// engine. Exits 1 if the fork panics or fails a check outside
-    /// stale-tail (the negative control).
+    /// engine, and how each seed's fork run relates to upstream's
+    /// (identical, explained by a fork patch, or unexplained). Exits 1 on an
+    /// unexplained seed, or if the fork panics or fails a check outside the
+    /// negative controls.
     Compare {
         /// Scenarios to run (repeatable); all by default.
         #[arg(long = "scenario", value_enum)]
@@ -37,9 +40,18 @@ enum Command {
         /// One seed only.
         #[arg(long)]
         seed: Option<u64>,
+        /// Only every N-th seed, starting at the K-th (K/N, K from 0): one
+        /// shard of a sweep split across machines.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<(u64, u64)>,
+        /// Merge the `--json` outputs of shards into one table instead of
+        /// running anything.
+        #[arg(long, num_args = 1.., conflicts_with_all = ["scenarios", "seeds", "seed", "shard"])]
+        merge: Vec<PathBuf>,
         #[command(flatten)]
         shape: Shape,
-        /// Print one JSON object instead of the table.
+        /// Print one JSON object (the table's rows and every seed's result)
+        /// instead of the table.
         #[arg(long)]
         json: bool,
         /// Worker threads (default: the machine's cores).
@@ -143,35 +155,56 @@ fn main() -> ExitCode {
             scenarios,
             seeds,
             seed,
+            shard,
+            merge: shards,
             shape,
             json,
             threads,
         } => {
-            let wal = shape.storage == Some(StorageKind::Wal);
-            let scenarios = match (scenarios.is_empty(), wal) {
-                (true, false) => Scenario::ALL.to_vec(),
-                (true, true) => Scenario::ALL
-                    .into_iter()
-                    .filter(|s| s.runs_on_wal())
-                    .collect(),
-                (false, _) => scenarios,
+            let sweep = if shards.is_empty() {
+                let wal = shape.storage == Some(StorageKind::Wal);
+                let scenarios = match (scenarios.is_empty(), wal) {
+                    (true, false) => Scenario::ALL.to_vec(),
+                    (true, true) => Scenario::ALL
+                        .into_iter()
+                        .filter(|s| s.runs_on_wal())
+                        .collect(),
+                    (false, _) => scenarios,
+                };
+                if let Some(s) = scenarios.iter().find(|s| wal && !s.runs_on_wal()) {
+                    eprintln!(
+                        "{} models the disk itself; run it with --storage memory",
+                        s.name()
+                    );
+                    return ExitCode::from(2);
+                }
+                let (shard, shards) = shard.unwrap_or((0, 1));
+                let jobs: Vec<(Scenario, u64)> = scenarios
+                    .iter()
+                    .flat_map(|&s| {
+                        let all = match (seed, seeds) {
+                            (Some(seed), _) => seed..seed + 1,
+                            (None, n) => 0..n.unwrap_or_else(|| s.default_seeds()),
+                        };
+                        all.filter(move |seed| seed % shards == shard)
+                            .map(move |seed| (s, seed))
+                    })
+                    .collect();
+                let threads = threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                compare(&jobs, shape.into(), threads)
+            } else {
+                match read_shards(&shards).and_then(merge) {
+                    Ok(sweep) => sweep,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
+                }
             };
-            if let Some(s) = scenarios.iter().find(|s| wal && !s.runs_on_wal()) {
-                eprintln!(
-                    "{} models the disk itself; run it with --storage memory",
-                    s.name()
-                );
-                return ExitCode::from(2);
-            }
-            let seeds_of = |s: Scenario| match (seed, seeds) {
-                (Some(seed), _) => vec![seed],
-                (None, n) => (0..n.unwrap_or_else(|| s.default_seeds())).collect(),
-            };
-            let threads = threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let reports = compare(&scenarios, &seeds_of, shape.into(), threads);
+            let reports = aggregate(&sweep);
             if json {
-                println!("{}", to_json(&reports));
+                println!("{}", to_json(&sweep));
             } else {
                 print!("{}", render(&reports));
             }
@@ -285,4 +318,32 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `K/N` with `K < N`.
+fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let (k, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("'{text}' is not K/N"))?;
+    let (k, n): (u64, u64) = (
+        k.parse().map_err(|_| format!("'{k}' is not a number"))?,
+        n.parse().map_err(|_| format!("'{n}' is not a number"))?,
+    );
+    if k >= n {
+        return Err(format!("shard {k} of {n}: K runs from 0 to N-1"));
+    }
+    Ok((k, n))
+}
+
+/// The sweeps in `compare --json` files.
+fn read_shards(paths: &[PathBuf]) -> Result<Vec<Sweep>, String> {
+    paths
+        .iter()
+        .map(|path| {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not the output of compare --json: {e}", path.display()))
+        })
+        .collect()
 }

@@ -11,7 +11,7 @@ use crate::workload::Workload;
 use crate::world::disk::Disk;
 use crate::world::network::Network;
 use crate::world::node::StateMachine;
-use crate::world::trace::{Trace, TraceLevel};
+use crate::world::trace::{PatchEvent, Trace, TraceLevel};
 use crate::world::World;
 
 /// How a run ended.
@@ -34,8 +34,15 @@ pub struct RunOutcome {
     pub tick: u64,
     /// Proposals acknowledged to clients.
     pub committed: u64,
+    /// Ticks from healing to the first new proposal committed, if the run
+    /// got there.
+    pub heal_to_commit_ticks: Option<u64>,
     /// Hash of the trace.
     pub trace_hash: u64,
+    /// Each trace event's hash, in order.
+    pub event_hashes: Vec<u64>,
+    /// The fork-patch records among the trace's events.
+    pub patch_events: Vec<PatchEvent>,
     /// The trace lines, when asked for.
     pub lines: Vec<String>,
     /// Ordinals of the fault events that happened.
@@ -77,6 +84,7 @@ pub struct Simulation<E: Engine> {
     faults: Faults,
     workload: Workload,
     checkers: Checkers,
+    heal_to_commit_ticks: Option<u64>,
 }
 
 impl<E: Engine> Simulation<E> {
@@ -100,6 +108,7 @@ impl<E: Engine> Simulation<E> {
             faults: Faults::new(opts, rng(seed, Stream::Faults)),
             workload: Workload::new(opts.workload.clone(), rng(seed, Stream::Workload)),
             checkers: Checkers::default(),
+            heal_to_commit_ticks: None,
             opts: opts.clone(),
             world,
         })
@@ -166,6 +175,7 @@ impl<E: Engine> Simulation<E> {
     fn liveness(&mut self) -> Result<(), Violation> {
         let mut probed: Option<(u64, u64)> = None;
         let mut waiting = String::from("no tick yet");
+        let healed_at = self.world.now;
         for _ in 0..self.opts.liveness_ticks_max {
             self.idle_step()?;
             if let Some(leader) = self.world.leader() {
@@ -179,6 +189,9 @@ impl<E: Engine> Simulation<E> {
                     self.world.settle();
                     self.check()?;
                 }
+            }
+            if self.workload.probe_committed && self.heal_to_commit_ticks.is_none() {
+                self.heal_to_commit_ticks = Some(self.world.now - healed_at);
             }
             waiting = match converged(&self.world) {
                 Convergence::Converged { .. } if self.workload.probe_committed => {
@@ -201,13 +214,17 @@ impl<E: Engine> Simulation<E> {
     pub fn finish(self, ending: Ending) -> RunOutcome {
         let tick = self.world.now;
         let committed = self.workload.committed;
+        let heal_to_commit_ticks = self.heal_to_commit_ticks;
         let faults = self.faults.applied.clone();
         let trace = self.world.into_trace();
         RunOutcome {
             ending,
             tick,
             committed,
+            heal_to_commit_ticks,
             trace_hash: trace.hash(),
+            event_hashes: trace.event_hashes().to_vec(),
+            patch_events: trace.patch_events().to_vec(),
             lines: trace.into_lines(),
             faults,
         }
@@ -257,7 +274,10 @@ pub fn run_on<E: Engine>(opts: &Options, level: TraceLevel) -> RunOutcome {
             ending,
             tick: 0,
             committed: 0,
+            heal_to_commit_ticks: None,
             trace_hash: 0,
+            event_hashes: Vec::new(),
+            patch_events: Vec::new(),
             lines: Vec::new(),
             faults: Vec::new(),
         },

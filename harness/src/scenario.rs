@@ -18,7 +18,18 @@ use crate::world::storage::{NodeStorage, StorageKind};
 use crate::world::{Durability, World, WorldConfig};
 
 /// A named family of runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     /// The crash report's numbers, scripted on 3 nodes.
@@ -66,6 +77,18 @@ impl Scenario {
     /// stale-tail fault the disk model itself.
     pub fn runs_on_wal(self) -> bool {
         !matches!(self, Scenario::LateRecovery | Scenario::StaleTail)
+    }
+
+    /// Whether no engine can pass it: failures are reported, and do not
+    /// fail `compare`.
+    pub fn is_negative_control(self) -> bool {
+        self == Scenario::StaleTail
+    }
+
+    /// Whether each run mixes both engines, so there is no pair of
+    /// single-engine runs to compare.
+    pub fn mixes_engines(self) -> bool {
+        false
     }
 
     /// Seeds `compare` runs when not told otherwise.
@@ -157,7 +180,7 @@ pub struct Options {
 }
 
 /// What may change from the derived options on the command line.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Overrides {
     /// Cluster size.
     pub nodes: Option<usize>,

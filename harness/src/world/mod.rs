@@ -10,6 +10,7 @@
 pub mod disk;
 pub mod network;
 pub mod node;
+pub mod patch_log;
 pub mod storage;
 pub mod trace;
 
@@ -183,8 +184,10 @@ impl<E: Engine> World<E> {
         &self.trace
     }
 
-    /// Ends the world, returning its trace.
-    pub fn into_trace(self) -> Trace {
+    /// Ends the world, returning its trace with every fork-patch record
+    /// in it.
+    pub fn into_trace(mut self) -> Trace {
+        self.trace.flush_records(self.now);
         self.trace
     }
 
@@ -252,7 +255,8 @@ impl<E: Engine> World<E> {
             pre_vote: self.config.pre_vote,
             check_quorum: self.config.pre_vote,
         };
-        let raft = E::new_node(&config, self.node(id).storage.clone())?;
+        let logger = self.trace.patch_sink().logger(id);
+        let raft = E::new_node(&config, self.node(id).storage.clone(), &logger)?;
         let node = self.node_mut(id);
         node.raft = Some(raft);
         node.last_seen = None;

@@ -21,7 +21,9 @@ use crate::engine::wal_reads;
 use crate::world::disk::{Disk, SimStorage, WriteMode};
 
 /// Which storage nodes run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageKind {
     /// The disk model alone, in memory.

@@ -2,22 +2,38 @@
 //!
 //! Two runs with the same seed and engine give the same lines, so the same
 //! hash; runs of the two engines give the same hash exactly when they
-//! behaved the same. Lines are only kept when asked for (`replay --trace`).
+//! behaved the same. Lines are only kept when asked for (`replay --trace`);
+//! each event's own hash is kept with the hash level, so `compare` can find
+//! the first event where two runs part.
+//!
+//! Fork-patch records (see [`patch_log`](super::patch_log)) enter the trace
+//! as events of their own, at the point the fork logged them.
 
 use std::fmt::{self, Write as _};
 
 use raft_proto::eraftpb::{Message, MessageType};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+
+use super::patch_log::PatchSink;
 
 /// How much of the trace a run records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TraceLevel {
     /// Nothing (benchmarks).
     Off,
-    /// The hash only.
+    /// The hash, and each event's own hash.
     Hash,
-    /// The hash and every line.
+    /// The hashes and every line.
     Lines,
+}
+
+/// A fork-patch record in the trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchEvent {
+    /// Its position among the trace's events.
+    pub event: usize,
+    /// The patch's number, e.g. `0005`.
+    pub patch: String,
 }
 
 /// Events of a run, hashed and optionally kept.
@@ -26,6 +42,9 @@ pub struct Trace {
     hasher: Xxh3,
     line: String,
     lines: Vec<String>,
+    event_hashes: Vec<u64>,
+    patch_events: Vec<PatchEvent>,
+    records: PatchSink,
 }
 
 impl Trace {
@@ -36,6 +55,9 @@ impl Trace {
             hasher: Xxh3::new(),
             line: String::new(),
             lines: Vec::new(),
+            event_hashes: Vec::new(),
+            patch_events: Vec::new(),
+            records: PatchSink::default(),
         }
     }
 
@@ -44,15 +66,44 @@ impl Trace {
         self.level != TraceLevel::Off
     }
 
-    /// Records one event at tick `now`.
+    /// Where nodes' loggers put fork-patch records for this trace.
+    pub fn patch_sink(&self) -> &PatchSink {
+        &self.records
+    }
+
+    /// Records one event at tick `now`, after the fork-patch records
+    /// logged since the last event.
     pub fn event(&mut self, now: u64, args: fmt::Arguments<'_>) {
         if !self.on() {
             return;
         }
+        self.flush_records(now);
+        self.record(now, args);
+    }
+
+    /// Moves the fork-patch records logged since the last event into the
+    /// trace, as events at tick `now`.
+    pub fn flush_records(&mut self, now: u64) {
+        let records = self.records.take();
+        if !self.on() {
+            return;
+        }
+        for (node, message) in records {
+            let patch = patch_number(&message).to_string();
+            self.patch_events.push(PatchEvent {
+                event: self.event_hashes.len(),
+                patch,
+            });
+            self.record(now, format_args!("n{node} {message}"));
+        }
+    }
+
+    fn record(&mut self, now: u64, args: fmt::Arguments<'_>) {
         self.line.clear();
         let _ = write!(self.line, "{now:>5} {args}");
         self.hasher.update(self.line.as_bytes());
         self.hasher.update(b"\n");
+        self.event_hashes.push(xxh3_64(self.line.as_bytes()));
         if self.level == TraceLevel::Lines {
             self.lines.push(self.line.clone());
         }
@@ -63,10 +114,26 @@ impl Trace {
         self.hasher.digest()
     }
 
+    /// Each event's hash, in order.
+    pub fn event_hashes(&self) -> &[u64] {
+        &self.event_hashes
+    }
+
+    /// The fork-patch records among the events, in order.
+    pub fn patch_events(&self) -> &[PatchEvent] {
+        &self.patch_events
+    }
+
     /// The recorded lines (empty unless the level is `Lines`).
     pub fn into_lines(self) -> Vec<String> {
         self.lines
     }
+}
+
+/// `0005` of `fork patch 0005: ...`.
+fn patch_number(message: &str) -> &str {
+    let rest = message.strip_prefix("fork patch ").unwrap_or(message);
+    rest.split(':').next().unwrap_or(rest)
 }
 
 /// A message in one line: `1->2 MsgAppend t4 621/1 [622] c619`.
