@@ -1,6 +1,8 @@
 //! `harness bench`: the same fault-free workload on both engines in one
-//! process, interleaved (upstream, fork, upstream, fork, ...) so that drift
-//! of the machine affects both alike.
+//! process. Each round runs both engines back to back, in ABBA order
+//! (upstream first in even rounds, the fork first in odd ones), so neither
+//! engine always gets the warmer or the cooler second slot; each round's
+//! ratio is reported, and their median and spread.
 //!
 //! The workload: a healthy cluster, synchronous durability (one sync per
 //! Ready, in memory or a real fdatasync on the WAL), the client proposing a
@@ -40,15 +42,32 @@ pub struct EngineRate {
     pub entries_per_sec: f64,
 }
 
+/// One round: both engines, in the order they ran.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Round {
+    /// The engine that ran first.
+    pub first: EngineKind,
+    /// Upstream's rate.
+    pub upstream: EngineRate,
+    /// The fork's rate.
+    pub fork: EngineRate,
+    /// fork / upstream in this round.
+    pub ratio: f64,
+}
+
 /// Both engines' results.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
     /// The workload.
     pub workload: BenchWorkload,
-    /// Per engine.
+    /// Every round.
+    pub rounds: Vec<Round>,
+    /// Per engine, over all rounds.
     pub engines: std::collections::BTreeMap<EngineKind, EngineRate>,
-    /// fork / upstream.
+    /// The median of the rounds' fork / upstream ratios.
     pub ratio: f64,
+    /// The lowest and highest round ratio.
+    pub ratio_range: (f64, f64),
 }
 
 /// Ticks between compactions of every node's log.
@@ -88,26 +107,79 @@ fn timed<E: Engine>(w: &BenchWorkload) -> (u64, Duration) {
     (sim.committed(), started.elapsed())
 }
 
+fn rate((entries, took): (u64, Duration)) -> EngineRate {
+    EngineRate {
+        entries_per_sec: entries as f64 / took.as_secs_f64(),
+    }
+}
+
+/// The order of round `round`: ABBA.
+fn order(round: u32) -> [EngineKind; 2] {
+    let [a, b] = EngineKind::ALL;
+    if round.is_multiple_of(2) {
+        [a, b]
+    } else {
+        [b, a]
+    }
+}
+
 /// Runs the benchmark.
 pub fn bench(w: BenchWorkload) -> BenchReport {
     let mut totals = [(0u64, Duration::ZERO); 2];
-    for _ in 0..w.rounds {
-        for (i, engine) in EngineKind::ALL.into_iter().enumerate() {
-            let (entries, took) = match engine {
+    let mut rounds = Vec::new();
+    for round in 0..w.rounds {
+        let mut this = [(0u64, Duration::ZERO); 2];
+        for engine in order(round) {
+            let slot = engine as usize;
+            this[slot] = match engine {
                 EngineKind::Upstream => timed::<Upstream>(&w),
                 EngineKind::Fork => timed::<Fork>(&w),
             };
-            totals[i].0 += entries;
-            totals[i].1 += took;
+            totals[slot].0 += this[slot].0;
+            totals[slot].1 += this[slot].1;
         }
+        let (upstream, fork) = (rate(this[0]), rate(this[1]));
+        rounds.push(Round {
+            first: order(round)[0],
+            upstream,
+            fork,
+            ratio: fork.entries_per_sec / upstream.entries_per_sec,
+        });
     }
-    let rate = |(entries, took): (u64, Duration)| EngineRate {
-        entries_per_sec: entries as f64 / took.as_secs_f64(),
+    let mut ratios: Vec<f64> = rounds.iter().map(|r| r.ratio).collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = match ratios.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => ratios[n / 2],
+        n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
     };
-    let (up, fork) = (rate(totals[0]), rate(totals[1]));
     BenchReport {
         workload: w,
-        engines: [(EngineKind::Upstream, up), (EngineKind::Fork, fork)].into(),
-        ratio: fork.entries_per_sec / up.entries_per_sec,
+        rounds,
+        engines: [
+            (EngineKind::Upstream, rate(totals[0])),
+            (EngineKind::Fork, rate(totals[1])),
+        ]
+        .into(),
+        ratio: median,
+        ratio_range: (
+            ratios.first().copied().unwrap_or(f64::NAN),
+            ratios.last().copied().unwrap_or(f64::NAN),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_run_the_engines_in_abba_order() {
+        use EngineKind::{Fork, Upstream};
+        let runs: Vec<EngineKind> = (0..4).flat_map(order).collect();
+        assert_eq!(
+            runs,
+            [Upstream, Fork, Fork, Upstream, Upstream, Fork, Fork, Upstream]
+        );
     }
 }

@@ -75,8 +75,9 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// The same fault-free workload on both engines, interleaved; committed
-    /// entries per second and the fork/upstream ratio.
+    /// The same fault-free workload on both engines, in ABBA order; committed
+    /// entries per second per round, and the fork/upstream ratio's median
+    /// and range.
     Bench {
         /// Print one JSON object.
         #[arg(long)]
@@ -93,7 +94,7 @@ enum Command {
         /// Entries committed per run.
         #[arg(long, default_value_t = 500_000)]
         entries: u64,
-        /// Runs per engine.
+        /// Rounds; each runs both engines once.
         #[arg(long, default_value_t = 4)]
         rounds: u32,
         /// What nodes store their log on.
@@ -303,17 +304,34 @@ fn main() -> ExitCode {
                 );
             } else {
                 println!(
-                    "{} nodes on {:?} storage, {} entries of {} bytes per tick, {} entries per run, {} runs per engine, interleaved",
+                    "{} nodes on {:?} storage, {} entries of {} bytes per tick, {} entries per run, {} rounds (ABBA order)",
                     nodes, storage, batch, entry_bytes, entries, rounds
                 );
+                println!(
+                    "{:<6} {:<9} {:>14} {:>14} {:>14}",
+                    "round", "first", "upstream/s", "fork/s", "fork/upstream"
+                );
+                for (i, r) in report.rounds.iter().enumerate() {
+                    println!(
+                        "{:<6} {:<9} {:>14.0} {:>14.0} {:>14.3}",
+                        i + 1,
+                        r.first.name(),
+                        r.upstream.entries_per_sec,
+                        r.fork.entries_per_sec,
+                        r.ratio
+                    );
+                }
                 for (engine, rate) in &report.engines {
                     println!(
-                        "{:<9} {:>12.0} committed entries/s",
+                        "{:<9} {:>12.0} committed entries/s over all rounds",
                         engine.name(),
                         rate.entries_per_sec
                     );
                 }
-                println!("fork/upstream {:.3}", report.ratio);
+                println!(
+                    "fork/upstream median {:.3}, range {:.3} to {:.3}",
+                    report.ratio, report.ratio_range.0, report.ratio_range.1
+                );
             }
             ExitCode::SUCCESS
         }
