@@ -28,6 +28,8 @@ pub struct EngineResult {
     pub violation: Option<String>,
     /// Proposals acknowledged to clients.
     pub committed: u64,
+    /// Reads served to clients.
+    pub reads: u64,
     /// Ticks from healing to the first new proposal committed.
     pub heal_to_commit_ticks: Option<u64>,
 }
@@ -38,6 +40,7 @@ impl EngineResult {
             panic: outcome.panic().map(one_line),
             violation: outcome.violation().map(|v| v.to_string()),
             committed: outcome.committed,
+            reads: outcome.reads,
             heal_to_commit_ticks: outcome.heal_to_commit_ticks,
         }
     }
@@ -100,6 +103,8 @@ pub struct EngineStats {
     pub violations: u64,
     /// Proposals acknowledged to clients, over all runs.
     pub committed: u64,
+    /// Reads served to clients, over all runs.
+    pub reads: u64,
     /// The message of the first panic, by seed order.
     pub first_panic: Option<String>,
     /// The first seed that panicked or failed a check.
@@ -294,6 +299,7 @@ pub fn aggregate(sweep: &Sweep) -> Vec<ScenarioReport> {
             let stats = report.engines.get_mut(&engine).unwrap();
             stats.runs += 1;
             stats.committed += run.committed;
+            stats.reads += run.reads;
             stats.heal_to_commit_ticks.extend(run.heal_to_commit_ticks);
             if let Some(panic) = &run.panic {
                 stats.panics += 1;
@@ -357,13 +363,13 @@ impl Progress {
     }
 }
 
-/// What makes `compare` exit 1: the fork failed a run of a scenario that
-/// is not a negative control, or a seed differs from upstream with no fork
-/// patch to explain it.
+/// What makes `compare` exit 1: the fork failed a run of a scenario it
+/// must pass (see [`Scenario::fork_may_fail`]), or a seed differs from
+/// upstream with no fork patch to explain it.
 pub fn fork_failed(reports: &[ScenarioReport]) -> bool {
     reports.iter().any(|r| {
         r.unexplained > 0
-            || (!r.scenario.is_negative_control()
+            || (r.scenario.fork_may_fail().is_none()
                 && r.engines[&EngineKind::Fork].first_failing_seed.is_some())
     })
 }
@@ -398,11 +404,11 @@ pub fn render(reports: &[ScenarioReport]) -> String {
     if !out.is_empty() {
         out.push('\n');
     }
-    let row = |cells: [&str; 14]| {
+    let row = |cells: [&str; 15]| {
         let line = format!(
-            "{:<15} {:>5} {:>9} {:>9} {:>11}  {:<17}  {:<8} {:>5} {:>6} {:>10} {:>9} {:>12}  {:>12}  {}",
+            "{:<15} {:>5} {:>9} {:>9} {:>11}  {:<17}  {:<8} {:>5} {:>6} {:>10} {:>9} {:>8} {:>12}  {:>12}  {}",
             cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6],
-            cells[7], cells[8], cells[9], cells[10], cells[11], cells[12], cells[13],
+            cells[7], cells[8], cells[9], cells[10], cells[11], cells[12], cells[13], cells[14],
         );
         format!("{}\n", line.trim_end())
     };
@@ -418,6 +424,7 @@ pub fn render(reports: &[ScenarioReport]) -> String {
         "panics",
         "violations",
         "committed",
+        "reads",
         "heal->commit",
         "first failed",
         "first panic",
@@ -449,6 +456,7 @@ pub fn render(reports: &[ScenarioReport]) -> String {
                 &s.panics.to_string(),
                 &s.violations.to_string(),
                 &s.committed.to_string(),
+                &s.reads.to_string(),
                 &heal,
                 &failed,
                 s.first_panic.as_deref().unwrap_or("-"),
@@ -477,6 +485,7 @@ mod tests {
             panic: None,
             violation: None,
             committed: 10,
+            reads: 3,
             heal_to_commit_ticks: Some(seed + 1),
         };
         SeedResult {

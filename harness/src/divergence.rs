@@ -66,6 +66,7 @@ mod tests {
             ending: Ending::Passed,
             tick: 0,
             committed: 0,
+            reads: 0,
             heal_to_commit_ticks: None,
             trace_hash: 0,
             event_hashes: event_hashes.to_vec(),

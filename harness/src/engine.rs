@@ -2,7 +2,8 @@
 //!
 //! [`Upstream`] is crates.io raft 0.7.0 and [`Fork`] is this repository's
 //! `raft/`. One macro implements [`Engine`] for both, and makes the
-//! simulated disk ([`SimStorage`]) each crate's `Storage`. Both crates use
+//! simulated disk ([`SimStorage`]) each crate's `Storage`; [`Mixed`] runs
+//! either per node, for rolling upgrades. Both crates use
 //! the workspace's `raft-proto`, so messages and entries are one type.
 
 use raft_proto::eraftpb::{ConfChangeV2, ConfState, Entry, HardState, Message, Snapshot};
@@ -31,6 +32,14 @@ impl EngineKind {
             EngineKind::Fork => Fork::NAME,
         }
     }
+
+    /// The other engine.
+    pub fn other(self) -> EngineKind {
+        match self {
+            EngineKind::Upstream => EngineKind::Fork,
+            EngineKind::Fork => EngineKind::Upstream,
+        }
+    }
 }
 
 /// What a node is configured with.
@@ -38,6 +47,9 @@ impl EngineKind {
 pub struct NodeConfig {
     /// The node's id.
     pub id: u64,
+    /// The engine the node runs, where the world mixes them ([`Mixed`]);
+    /// `None` in a world of one engine.
+    pub engine: Option<EngineKind>,
     /// Election timeouts are drawn from `[min, max)` ticks.
     pub election_ticks_min: usize,
     /// See `election_ticks_min`.
@@ -54,6 +66,20 @@ pub struct NodeConfig {
     pub pre_vote: bool,
     /// `Config::check_quorum`.
     pub check_quorum: bool,
+    /// `Config::read_only_option`.
+    pub read_mode: ReadMode,
+    /// `Config::priority`.
+    pub priority: i64,
+}
+
+/// `ReadOnlyOption`, in the simulation's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ReadMode {
+    /// `ReadOnlyOption::Safe`: the leader confirms it still leads with a
+    /// round of heartbeats carrying the request's context.
+    Safe,
+    /// `ReadOnlyOption::LeaseBased`: the leader answers from its lease.
+    LeaseBased,
 }
 
 /// A node's role.
@@ -92,6 +118,8 @@ pub struct ReadyParts {
     pub number: u64,
     /// Messages to send at once.
     pub messages: Vec<Message>,
+    /// Answers to read requests: the request's context and the read index.
+    pub read_states: Vec<(Vec<u8>, u64)>,
     /// A snapshot to apply to storage and the state machine.
     pub snapshot: Option<Snapshot>,
     /// Committed entries to apply.
@@ -143,6 +171,10 @@ pub trait Engine {
         -> Result<ConfState, String>;
     /// `RawNode::transfer_leader`.
     fn transfer_leader(node: &mut Self::Node, to: u64);
+    /// `RawNode::read_index`.
+    fn read_index(node: &mut Self::Node, ctx: Vec<u8>);
+    /// `RawNode::report_unreachable`.
+    fn report_unreachable(node: &mut Self::Node, to: u64);
     /// `RawNode::report_snapshot`: whether the snapshot sent to `to`
     /// arrived.
     fn report_snapshot(node: &mut Self::Node, to: u64, arrived: bool);
@@ -255,6 +287,11 @@ macro_rules! engine {
                     max_inflight_msgs: config.max_inflight_msgs,
                     pre_vote: config.pre_vote,
                     check_quorum: config.check_quorum,
+                    read_only_option: match config.read_mode {
+                        ReadMode::Safe => $raft::ReadOnlyOption::Safe,
+                        ReadMode::LeaseBased => $raft::ReadOnlyOption::LeaseBased,
+                    },
+                    priority: config.priority,
                     ..Default::default()
                 };
                 let raw = $raft::RawNode::new(&raft_config, storage, logger)
@@ -299,6 +336,14 @@ macro_rules! engine {
                 node.raw.transfer_leader(to);
             }
 
+            fn read_index(node: &mut $node, ctx: Vec<u8>) {
+                node.raw.read_index(ctx);
+            }
+
+            fn report_unreachable(node: &mut $node, to: u64) {
+                node.raw.report_unreachable(to);
+            }
+
             fn report_snapshot(node: &mut $node, to: u64, arrived: bool) {
                 let status = if arrived {
                     $raft::SnapshotStatus::Finish
@@ -318,6 +363,11 @@ macro_rules! engine {
                 let parts = ReadyParts {
                     number: rd.number(),
                     messages: rd.take_messages(),
+                    read_states: rd
+                        .take_read_states()
+                        .into_iter()
+                        .map(|rs| (rs.request_ctx, rs.index))
+                        .collect(),
                     snapshot,
                     committed_entries: rd.take_committed_entries(),
                     entries: rd.take_entries(),
@@ -441,3 +491,104 @@ pub mod wal_reads {
 
 engine!(Upstream, UpstreamNode, "upstream", upstream);
 engine!(Fork, ForkNode, "fork", raft);
+
+/// Both engines in one cluster, chosen per node each time it starts
+/// ([`NodeConfig::engine`]): a cluster in the middle of a rolling upgrade.
+pub struct Mixed;
+
+/// A node of either engine.
+pub enum MixedNode {
+    /// On crates.io raft 0.7.0.
+    Upstream(UpstreamNode),
+    /// On the fork.
+    Fork(ForkNode),
+}
+
+/// Runs `$body` with `$engine` the node's engine and `$n` its node.
+macro_rules! either {
+    ($node:expr, |$engine:ident, $n:ident| $body:expr) => {
+        match $node {
+            MixedNode::Upstream($n) => {
+                type $engine = Upstream;
+                $body
+            }
+            MixedNode::Fork($n) => {
+                type $engine = Fork;
+                $body
+            }
+        }
+    };
+}
+
+impl Engine for Mixed {
+    const NAME: &'static str = "mixed";
+    type Node = MixedNode;
+
+    fn new_node(
+        config: &NodeConfig,
+        storage: NodeStorage,
+        logger: &slog::Logger,
+    ) -> Result<MixedNode, String> {
+        match config.engine {
+            Some(EngineKind::Upstream) => {
+                Upstream::new_node(config, storage, logger).map(MixedNode::Upstream)
+            }
+            Some(EngineKind::Fork) => Fork::new_node(config, storage, logger).map(MixedNode::Fork),
+            None => Err("a mixed cluster names each node's engine".into()),
+        }
+    }
+    fn tick(node: &mut MixedNode) {
+        either!(node, |E, n| E::tick(n))
+    }
+    fn step(node: &mut MixedNode, msg: Message) -> Result<(), String> {
+        either!(node, |E, n| E::step(n, msg))
+    }
+    fn campaign(node: &mut MixedNode) -> Result<(), String> {
+        either!(node, |E, n| E::campaign(n))
+    }
+    fn propose(node: &mut MixedNode, data: Vec<u8>) -> Result<(), String> {
+        either!(node, |E, n| E::propose(n, data))
+    }
+    fn propose_conf_change(node: &mut MixedNode, change: ConfChangeV2) -> Result<(), String> {
+        either!(node, |E, n| E::propose_conf_change(n, change))
+    }
+    fn apply_conf_change(node: &mut MixedNode, change: &ConfChangeV2) -> Result<ConfState, String> {
+        either!(node, |E, n| E::apply_conf_change(n, change))
+    }
+    fn transfer_leader(node: &mut MixedNode, to: u64) {
+        either!(node, |E, n| E::transfer_leader(n, to))
+    }
+    fn read_index(node: &mut MixedNode, ctx: Vec<u8>) {
+        either!(node, |E, n| E::read_index(n, ctx))
+    }
+    fn report_unreachable(node: &mut MixedNode, to: u64) {
+        either!(node, |E, n| E::report_unreachable(n, to))
+    }
+    fn report_snapshot(node: &mut MixedNode, to: u64, arrived: bool) {
+        either!(node, |E, n| E::report_snapshot(n, to, arrived))
+    }
+    fn has_ready(node: &MixedNode) -> bool {
+        either!(node, |E, n| E::has_ready(n))
+    }
+    fn ready(node: &mut MixedNode) -> ReadyParts {
+        either!(node, |E, n| E::ready(n))
+    }
+    fn advance_append(node: &mut MixedNode) -> LightParts {
+        either!(node, |E, n| E::advance_append(n))
+    }
+    fn advance_append_async(node: &mut MixedNode) {
+        either!(node, |E, n| E::advance_append_async(n))
+    }
+    fn on_persist_ready(node: &mut MixedNode, number: u64) {
+        either!(node, |E, n| E::on_persist_ready(n, number))
+    }
+    fn advance_apply_to(node: &mut MixedNode, applied: u64) {
+        either!(node, |E, n| E::advance_apply_to(n, applied))
+    }
+    fn status(node: &MixedNode) -> NodeStatus {
+        either!(node, |E, n| E::status(n))
+    }
+    fn set_election_timeout(node: &mut MixedNode, ticks: usize) {
+        either!(node, |E, n| E::set_election_timeout(n, ticks))
+    }
+}

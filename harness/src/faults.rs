@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use raft_proto::eraftpb::{ConfChangeType, ConfChangeV2, Entry, Message, MessageType};
+use raft_proto::eraftpb::{
+    ConfChangeTransition, ConfChangeType, ConfChangeV2, Entry, Message, MessageType,
+};
 use raft_proto::new_conf_change_single;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -158,6 +160,14 @@ impl Faults {
             + self
                 .rng
                 .gen_range(1..=self.rates.partition_ticks_max.max(1));
+        if let Some(links) = self.mute_leader(world) {
+            if self.fire() {
+                world.trace(format_args!("leader muted: {links:?} cut until {until}"));
+                self.partition = Some((links, until));
+                self.apply_cuts(world);
+            }
+            return;
+        }
         let links = match kind {
             0 => {
                 let side = self.rng.gen_range(1..=ids.len().max(2) / 2);
@@ -171,6 +181,24 @@ impl Faults {
             self.partition = Some((links, until));
             self.apply_cuts(world);
         }
+    }
+
+    /// Sometimes, instead of a partition: the leader is muted. Everything it
+    /// sends is cut, and so is everything sent to it but from one follower,
+    /// which only ever answers it. Without check_quorum it leads on, unaware
+    /// of the leader the others elect, while late messages from that one
+    /// follower still reach it.
+    fn mute_leader<E: Engine>(&mut self, world: &World<E>) -> Option<BTreeSet<(u64, u64)>> {
+        if !self.roll(self.rates.mute_leader_pct * 10) {
+            return None;
+        }
+        let leader = world.leader()?;
+        let ids = world.ids().to_vec();
+        let others: Vec<u64> = ids.iter().copied().filter(|&id| id != leader).collect();
+        let heard = self.pick(&others)?;
+        let mut links = links_across(&[leader], &ids);
+        links.remove(&(heard, leader));
+        Some(links)
     }
 
     /// The network cuts: the partition, if any, and the nodes recovering.
@@ -237,8 +265,10 @@ impl Faults {
 
     /// The leader proposes moving nodes between voters and learners: a
     /// promotion, a demotion (leaving at least two voters), or both at once,
-    /// which takes joint consensus. Every node stays a member, so the healed
-    /// cluster can still converge.
+    /// which takes joint consensus; half the time with the `Implicit`
+    /// transition, which goes through joint consensus and leaves it
+    /// automatically even for one change. Every node stays a member, so the
+    /// healed cluster can still converge.
     fn membership_changes<E: Engine>(&mut self, world: &mut World<E>) {
         if !self.roll(self.rates.membership_permille) {
             return;
@@ -248,6 +278,7 @@ impl Faults {
         let demote = self.pick(&conf.voters);
         let promote = self.pick(&conf.learners);
         let both = self.rng.gen_bool(0.5);
+        let implicit = self.rng.gen_bool(0.5);
         if !self.fire() || !conf.voters_outgoing.is_empty() {
             return;
         }
@@ -264,10 +295,16 @@ impl Faults {
         if changes.is_empty() {
             return;
         }
-        let change = ConfChangeV2 {
+        // Auto enters joint consensus only for several changes; Implicit
+        // always does, and leaves it automatically: the leader appends the
+        // leaving entry itself once the joint configuration is applied.
+        let mut change = ConfChangeV2 {
             changes: changes.into(),
             ..Default::default()
         };
+        if implicit {
+            change.set_transition(ConfChangeTransition::Implicit);
+        }
         world.propose_conf_change(leader, change);
     }
 

@@ -4,7 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::checkers::{converged, Checkers, ClusterView, Convergence, Violation};
-use crate::engine::{Engine, EngineKind, Fork, NodeStatus, Upstream};
+use crate::engine::{Engine, EngineKind, Fork, Mixed, NodeStatus, Upstream};
 use crate::faults::Faults;
 use crate::scenario::{rng, Options, Stream};
 use crate::workload::Workload;
@@ -34,6 +34,8 @@ pub struct RunOutcome {
     pub tick: u64,
     /// Proposals acknowledged to clients.
     pub committed: u64,
+    /// Reads served to clients.
+    pub reads: u64,
     /// Ticks from healing to the first new proposal committed, if the run
     /// got there.
     pub heal_to_commit_ticks: Option<u64>,
@@ -155,8 +157,8 @@ impl<E: Engine> Simulation<E> {
 
     fn check(&mut self) -> Result<(), Violation> {
         let events = self.world.drain_events();
-        let acked = self.workload.observe(&events);
-        self.checkers.check(&self.world, &events, &acked)
+        let observed = self.workload.observe(&events);
+        self.checkers.check(&self.world, &events, &observed)
     }
 
     /// The whole run: the scenario's steps, then healing and the liveness
@@ -214,6 +216,7 @@ impl<E: Engine> Simulation<E> {
     pub fn finish(self, ending: Ending) -> RunOutcome {
         let tick = self.world.now;
         let committed = self.workload.committed;
+        let reads = self.workload.reads_served;
         let heal_to_commit_ticks = self.heal_to_commit_ticks;
         let faults = self.faults.applied.clone();
         let trace = self.world.into_trace();
@@ -221,6 +224,7 @@ impl<E: Engine> Simulation<E> {
             ending,
             tick,
             committed,
+            reads,
             heal_to_commit_ticks,
             trace_hash: trace.hash(),
             event_hashes: trace.event_hashes().to_vec(),
@@ -274,6 +278,7 @@ pub fn run_on<E: Engine>(opts: &Options, level: TraceLevel) -> RunOutcome {
             ending,
             tick: 0,
             committed: 0,
+            reads: 0,
             heal_to_commit_ticks: None,
             trace_hash: 0,
             event_hashes: Vec::new(),
@@ -284,8 +289,14 @@ pub fn run_on<E: Engine>(opts: &Options, level: TraceLevel) -> RunOutcome {
     }
 }
 
-/// Runs `opts` on the given engine.
+/// Runs `opts` on the given engine; a scenario that mixes engines starts
+/// on the other one and ends on this one.
 pub fn run(engine: EngineKind, opts: &Options, level: TraceLevel) -> RunOutcome {
+    if opts.scenario.mixes_engines() {
+        let mut opts = opts.clone();
+        opts.world.upgrade_to = Some(engine);
+        return run_on::<Mixed>(&opts, level);
+    }
     match engine {
         EngineKind::Upstream => run_on::<Upstream>(opts, level),
         EngineKind::Fork => run_on::<Fork>(opts, level),

@@ -8,10 +8,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use raft_proto::eraftpb::{Entry, HardState};
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, ReadMode};
 use crate::world::disk::WriteMode;
 use crate::world::network::LinkFaults;
 use crate::world::storage::{NodeStorage, StorageKind};
@@ -48,17 +49,37 @@ pub enum Scenario {
     /// Chaos on a storage that overwrites without truncating its tail: the
     /// negative control no engine can make safe.
     StaleTail,
+    /// Chaos with many `ReadOnlyOption::Safe` reads and no check_quorum,
+    /// leaders muted while late copies of their followers' messages still
+    /// reach them, and clients that retry with the same context.
+    ReadIndex,
+    /// Chaos with `ReadOnlyOption::LeaseBased` reads and check_quorum.
+    LeaseRead,
+    /// Chaos with pre-vote and a different `Config::priority` per node.
+    Priority,
+    /// Chaos on a transport that calls `report_unreachable` for every
+    /// message it could not deliver.
+    Unreachable,
+    /// Chaos while the cluster restarts its nodes one at a time onto the
+    /// other engine, from the same storage; the engine named is the one it
+    /// ends on.
+    RollingUpgrade,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Seed620,
         Scenario::Chaos,
         Scenario::StorageAhead,
         Scenario::LateRecovery,
         Scenario::BadAppend,
         Scenario::StaleTail,
+        Scenario::ReadIndex,
+        Scenario::LeaseRead,
+        Scenario::Priority,
+        Scenario::Unreachable,
+        Scenario::RollingUpgrade,
     ];
 
     /// The name on the command line and in reports.
@@ -70,6 +91,11 @@ impl Scenario {
             Scenario::LateRecovery => "late-recovery",
             Scenario::BadAppend => "bad-append",
             Scenario::StaleTail => "stale-tail",
+            Scenario::ReadIndex => "read-index",
+            Scenario::LeaseRead => "lease-read",
+            Scenario::Priority => "priority",
+            Scenario::Unreachable => "unreachable",
+            Scenario::RollingUpgrade => "rolling-upgrade",
         }
     }
 
@@ -79,16 +105,22 @@ impl Scenario {
         !matches!(self, Scenario::LateRecovery | Scenario::StaleTail)
     }
 
-    /// Whether no engine can pass it: failures are reported, and do not
-    /// fail `compare`.
-    pub fn is_negative_control(self) -> bool {
-        self == Scenario::StaleTail
+    /// Why the fork may fail this scenario, if it may: failures are
+    /// reported, and do not fail `compare`.
+    pub fn fork_may_fail(self) -> Option<&'static str> {
+        match self {
+            Scenario::StaleTail => Some("negative control: no engine survives a storage that keeps a stale tail"),
+            Scenario::ReadIndex => Some("0.7.0's stale ReadIndex (etcd-io/raft#397), not fixed in the fork yet"),
+            Scenario::Priority => Some("0.7.0's pre-vote panic at term 0 (tikv/raft-rs#511), not fixed in the fork yet"),
+            Scenario::LeaseRead => Some("lease reads are not linearizable under partitions in 0.7.0: a leader checks its quorum only once per election timeout, so a cut-off leader still serves lease reads after the others elected and committed (a documented limitation)"),
+            _ => None,
+        }
     }
 
     /// Whether each run mixes both engines, so there is no pair of
     /// single-engine runs to compare.
     pub fn mixes_engines(self) -> bool {
-        false
+        self == Scenario::RollingUpgrade
     }
 
     /// Seeds `compare` runs when not told otherwise.
@@ -127,6 +159,9 @@ pub struct FaultRates {
     pub late_recovery_pct: u32,
     /// A follower receives an append past its log with log_term 0.
     pub bad_append_permille: u32,
+    /// Of the partitions that start, the percentage that mute the leader
+    /// instead (see `Faults::mute_leader`).
+    pub mute_leader_pct: u32,
 }
 
 /// Client proposals.
@@ -140,6 +175,11 @@ pub struct WorkloadOptions {
     pub batch_max: u64,
     /// Bytes per entry.
     pub entry_bytes: usize,
+    /// Chance per tick, in percent, that a client starts a read.
+    pub read_pct: u32,
+    /// A client sends its read again, with the same context, after this
+    /// many ticks without an answer.
+    pub read_timeout_ticks: u64,
 }
 
 /// One directed link's faults, for the option block.
@@ -173,6 +213,10 @@ pub struct Options {
     pub faults: FaultRates,
     /// Client proposals.
     pub workload: WorkloadOptions,
+    /// For rolling-upgrade: at each tick, the node restarted onto the other
+    /// engine, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upgrades: Vec<(u64, u64)>,
     /// With `Some`, only the fault events with these ordinals happen
     /// (`shrink` and `replay --keep-faults`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -221,6 +265,7 @@ impl Options {
         let nodes = overrides.nodes.unwrap_or(3).clamp(1, 7) as u64;
         let ids: Vec<u64> = (1..=nodes).collect();
         let scripted = scenario == Scenario::Seed620;
+        let reads = scenario == Scenario::ReadIndex;
         let durability = if scripted || r.gen_bool(0.5) {
             Durability::Sync
         } else {
@@ -239,6 +284,11 @@ impl Options {
                         drop_pct: r.gen_range(0..=drop_pct_max),
                         duplicate_pct: r.gen_range(0..=duplicate_pct_max),
                         delay_ticks_max: r.gen_range(0..=delay_ticks_max),
+                        // Late copies of what followers send the leader
+                        // (heartbeat responses echoing a read's context,
+                        // forwarded reads): what the stale ReadIndex needs.
+                        late_copy_pct: if reads { 30 } else { 0 },
+                        late_copy_ticks_max: if reads { 40 } else { 0 },
                     };
                     links.push(Link { from, to, faults });
                 }
@@ -257,7 +307,6 @@ impl Options {
         };
         let faults = match scenario {
             Scenario::Seed620 => FaultRates::default(),
-            Scenario::Chaos | Scenario::StaleTail => chaos,
             Scenario::StorageAhead => FaultRates {
                 out_of_band_permille: 40,
                 ..chaos
@@ -271,7 +320,75 @@ impl Options {
                 bad_append_permille: 20,
                 ..chaos
             },
+            Scenario::ReadIndex => FaultRates {
+                partition_permille: 20,
+                mute_leader_pct: 60,
+                crash_permille: 2,
+                ..chaos
+            },
+            _ => chaos,
         };
+        let pre_vote = !scripted && r.gen_bool(0.5);
+        let mut world = WorldConfig {
+            ids,
+            durability,
+            write_mode: if scenario == Scenario::StaleTail {
+                WriteMode::StaleTail
+            } else {
+                WriteMode::Truncate
+            },
+            storage: overrides.storage.unwrap_or(StorageKind::Memory),
+            election_ticks_min: 10,
+            heartbeat_ticks: 2,
+            pre_vote,
+            check_quorum: pre_vote,
+            read_mode: ReadMode::Safe,
+            priorities: Vec::new(),
+            report_unreachable: scenario == Scenario::Unreachable,
+            upgrade_to: None,
+        };
+        let mut workload = WorkloadOptions {
+            propose_pct: 50,
+            batch_min: 1,
+            batch_max: 4,
+            entry_bytes: 256,
+            read_pct: if scripted { 0 } else { 20 },
+            read_timeout_ticks: 8,
+        };
+        let mut upgrades = Vec::new();
+        match scenario {
+            Scenario::ReadIndex => {
+                // No check_quorum: a muted leader leads on. Reads often,
+                // and short client timeouts, so contexts are reused often.
+                world.pre_vote = false;
+                world.check_quorum = false;
+                workload.read_pct = 80;
+                workload.read_timeout_ticks = r.gen_range(2..=6);
+            }
+            Scenario::LeaseRead => {
+                world.read_mode = ReadMode::LeaseBased;
+                world.check_quorum = true;
+                workload.read_pct = 50;
+            }
+            Scenario::Priority => {
+                world.pre_vote = true;
+                world.priorities = world.ids.iter().map(|_| r.gen_range(0..=3)).collect();
+            }
+            Scenario::RollingUpgrade => {
+                // Each node in turn, in an order and at ticks drawn from the
+                // seed, spread over the faulty steps.
+                let mut order = world.ids.clone();
+                order.shuffle(&mut r);
+                let steps = overrides.steps.unwrap_or(400);
+                let gap = steps / (order.len() as u64 + 1);
+                upgrades = order
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, id)| (gap * (i as u64 + 1) + r.gen_range(0..=gap / 2), id))
+                    .collect();
+            }
+            _ => {}
+        }
         Options {
             scenario,
             seed,
@@ -281,27 +398,11 @@ impl Options {
             // configuration until timeouts happen to favour another
             // candidate: seen taking 1,425 ticks (late-recovery seed 746).
             liveness_ticks_max: 2000,
-            world: WorldConfig {
-                ids,
-                durability,
-                write_mode: if scenario == Scenario::StaleTail {
-                    WriteMode::StaleTail
-                } else {
-                    WriteMode::Truncate
-                },
-                storage: overrides.storage.unwrap_or(StorageKind::Memory),
-                election_ticks_min: 10,
-                heartbeat_ticks: 2,
-                pre_vote: !scripted && r.gen_bool(0.5),
-            },
+            world,
             links,
             faults,
-            workload: WorkloadOptions {
-                propose_pct: 50,
-                batch_min: 1,
-                batch_max: 4,
-                entry_bytes: 256,
-            },
+            workload,
+            upgrades,
             keep_faults: None,
         }
     }
@@ -336,6 +437,10 @@ impl Options {
 
     /// Scripted actions at the current tick, before faults and workload.
     pub fn script<E: Engine>(&self, world: &mut World<E>) {
+        let now = world.now;
+        for &(_, id) in self.upgrades.iter().filter(|(at, _)| *at == now) {
+            world.switch_engine(id);
+        }
         if self.scenario == Scenario::Seed620 && world.now == 1 && world.ids().len() >= 3 {
             world.storage(3).write_out_of_band(run(620, 622, 1));
             world.trace(format_args!("n3 out-of-band 620..=622 at term 1"));

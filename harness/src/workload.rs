@@ -1,15 +1,55 @@
-//! Client proposals: batches of entries proposed to whoever leads, and the
-//! acknowledgement a client gets when the node it proposed to applies its
-//! entry.
+//! Clients: batches of entries proposed to whoever leads, acknowledged when
+//! the node proposed to applies them; and linearizable reads sent to any
+//! node through `RawNode::read_index`, each with a context of its own that
+//! every retry reuses, as real clients do.
 
 use std::collections::BTreeMap;
 
+use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::Engine;
 use crate::scenario::WorkloadOptions;
-use crate::world::{proposal_data, Event, World};
+use crate::world::node::StateMachine;
+use crate::world::{proposal_data, read_id, Event, World};
+
+/// A read waiting for its answer.
+#[derive(Debug, Clone, Copy)]
+struct PendingRead {
+    /// The node the client is talking to.
+    node: u64,
+    /// The highest index acknowledged to a writer when the read was first
+    /// invoked: the read must reflect it.
+    must_see: u64,
+    /// When the client gives up waiting and sends the read again.
+    retry_at: u64,
+}
+
+/// A read a node served to its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedRead {
+    /// The client's read id (its context).
+    pub read: u64,
+    /// The node that served it.
+    pub node: u64,
+    /// The highest index acknowledged to a writer before the read was
+    /// invoked.
+    pub must_see: u64,
+    /// The `ReadState` index it was served at.
+    pub read_index: u64,
+    /// The state machine it was served from.
+    pub state: StateMachine,
+}
+
+/// What clients learned in a step.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Entries acknowledged to writers, as `(index, chain)`.
+    pub acked: Vec<(u64, u64)>,
+    /// Reads served.
+    pub reads: Vec<ServedRead>,
+}
 
 /// The clients of a run.
 pub struct Workload {
@@ -24,6 +64,13 @@ pub struct Workload {
     probes: Vec<u64>,
     /// Whether a liveness probe was acknowledged.
     pub probe_committed: bool,
+    /// The highest index acknowledged to a writer.
+    acked_index_max: u64,
+    next_read: u64,
+    /// Reads not served yet, by read id.
+    reads: BTreeMap<u64, PendingRead>,
+    /// Reads served so far.
+    pub reads_served: u64,
 }
 
 impl Workload {
@@ -37,19 +84,80 @@ impl Workload {
             committed: 0,
             probes: Vec::new(),
             probe_committed: false,
+            acked_index_max: 0,
+            next_read: 1,
+            reads: BTreeMap::new(),
+            reads_served: 0,
         }
     }
 
-    /// Maybe proposes a batch to the leader.
+    /// Maybe proposes a batch to the leader, maybe starts a read, and
+    /// sends again the reads that timed out.
     pub fn tick<E: Engine>(&mut self, world: &mut World<E>) {
-        if self.rng.gen_range(0..100) >= self.opts.propose_pct {
-            return;
+        if self.rng.gen_range(0..100) < self.opts.propose_pct {
+            let batch = self
+                .rng
+                .gen_range(self.opts.batch_min..=self.opts.batch_max);
+            if let Some(leader) = world.leader() {
+                self.propose(world, leader, batch);
+            }
         }
-        let batch = self
-            .rng
-            .gen_range(self.opts.batch_min..=self.opts.batch_max);
-        if let Some(leader) = world.leader() {
-            self.propose(world, leader, batch);
+        if self.opts.read_pct > 0 && self.rng.gen_range(0..100) < self.opts.read_pct {
+            self.start_read(world);
+        }
+        self.retry_reads(world);
+    }
+
+    fn pick_up_node<E: Engine>(&mut self, world: &World<E>) -> Option<u64> {
+        let up: Vec<u64> = world
+            .ids()
+            .iter()
+            .copied()
+            .filter(|&id| world.is_up(id))
+            .collect();
+        up.choose(&mut self.rng).copied()
+    }
+
+    /// Sends a new read to a node that is up.
+    fn start_read<E: Engine>(&mut self, world: &mut World<E>) {
+        let Some(node) = self.pick_up_node(world) else {
+            return;
+        };
+        let read = self.next_read;
+        self.next_read += 1;
+        world.read_index(node, read.to_le_bytes().to_vec());
+        self.reads.insert(
+            read,
+            PendingRead {
+                node,
+                must_see: self.acked_index_max,
+                retry_at: world.now + self.opts.read_timeout_ticks,
+            },
+        );
+    }
+
+    /// Sends every read that timed out again, with the same context: to
+    /// the same node while it is up, else to another.
+    fn retry_reads<E: Engine>(&mut self, world: &mut World<E>) {
+        let now = world.now;
+        let due: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.retry_at <= now)
+            .map(|(&read, _)| read)
+            .collect();
+        for read in due {
+            let mut node = self.reads[&read].node;
+            if !world.is_up(node) {
+                match self.pick_up_node(world) {
+                    Some(other) => node = other,
+                    None => continue,
+                }
+            }
+            world.read_index(node, read.to_le_bytes().to_vec());
+            let pending = self.reads.get_mut(&read).unwrap();
+            pending.node = node;
+            pending.retry_at = now + self.opts.read_timeout_ticks;
         }
     }
 
@@ -80,26 +188,47 @@ impl Workload {
         self.propose(world, node, 1) == 1
     }
 
-    /// Acknowledges the proposals whose node applied them; returns their
-    /// `(index, chain)`.
-    pub fn observe(&mut self, events: &[Event]) -> Vec<(u64, u64)> {
-        let mut acked = Vec::new();
+    /// Acknowledges the proposals whose node applied them, and the reads
+    /// the node their client talks to served.
+    pub fn observe(&mut self, events: &[Event]) -> Observed {
+        let mut observed = Observed::default();
         for event in events {
-            if let Event::Applied {
-                node,
-                index,
-                chain,
-                proposal: Some(id),
-            } = *event
-            {
-                if self.pending.get(&id) == Some(&node) {
+            match *event {
+                Event::Applied {
+                    node,
+                    index,
+                    chain,
+                    proposal: Some(id),
+                } if self.pending.get(&id) == Some(&node) => {
                     self.pending.remove(&id);
                     self.committed += 1;
                     self.probe_committed |= self.probes.contains(&id);
-                    acked.push((index, chain));
+                    self.acked_index_max = self.acked_index_max.max(index);
+                    observed.acked.push((index, chain));
                 }
+                Event::ReadServed {
+                    node,
+                    ref ctx,
+                    read_index,
+                    state,
+                } => {
+                    let read = read_id(ctx);
+                    let Some(pending) = self.reads.get(&read).filter(|r| r.node == node) else {
+                        continue;
+                    };
+                    observed.reads.push(ServedRead {
+                        read,
+                        node,
+                        must_see: pending.must_see,
+                        read_index,
+                        state,
+                    });
+                    self.reads.remove(&read);
+                    self.reads_served += 1;
+                }
+                _ => {}
             }
         }
-        acked
+        observed
     }
 }

@@ -306,3 +306,115 @@ fn compare_fails_only_on_a_fork_failure_outside_the_negative_control() {
         "stale-tail is expected to fail"
     );
 }
+
+#[test]
+fn reads_are_served_in_chaos_and_checked_on_both_engines() {
+    let o = opts(Scenario::Chaos, 1);
+    for engine in EngineKind::ALL {
+        let outcome = run(engine, &o, TraceLevel::Off);
+        assert_eq!(outcome.ending, Ending::Passed);
+        assert!(outcome.reads > 50, "{} reads", outcome.reads);
+    }
+}
+
+#[test]
+fn read_index_seed_24_serves_a_stale_read_on_upstream() {
+    // A muted leader n1 gets a late copy of an old forwarded read and late
+    // heartbeat responses echoing that read's context: they confirm it and
+    // release the reads queued before it, at n1's stale commit index.
+    let o = opts(Scenario::ReadIndex, 24);
+    let up = run(EngineKind::Upstream, &o, TraceLevel::Lines);
+    let v = up.violation().expect("upstream serves a stale read");
+    assert_eq!(v.checker, "linearizable reads");
+    assert!(v.message.starts_with("stale read: n1 served read"), "{v}");
+    assert!(up
+        .lines
+        .iter()
+        .any(|l| l.contains("3->1 MsgReadIndex") && l.contains("read 38")));
+}
+
+#[test]
+fn priority_scenario_hits_the_term_0_pre_vote_panic_of_511() {
+    let up = run(
+        EngineKind::Upstream,
+        &opts(Scenario::Priority, 0),
+        TraceLevel::Off,
+    );
+    assert!(
+        up.panic().is_some_and(
+            |m| m.starts_with("term should be set when sending MsgRequestPreVoteResponse")
+        ),
+        "{:?}",
+        up.ending
+    );
+}
+
+#[test]
+fn lease_reads_are_stale_on_both_engines_under_partition() {
+    let o = opts(Scenario::LeaseRead, 48);
+    for engine in EngineKind::ALL {
+        let outcome = run(engine, &o, TraceLevel::Off);
+        let v = outcome
+            .violation()
+            .expect("a cut-off leader serves from its lease");
+        assert!(v.message.starts_with("stale read"), "{v}");
+    }
+}
+
+#[test]
+fn a_transport_reporting_unreachable_peers_is_exercised() {
+    let o = opts(Scenario::Unreachable, 2);
+    let fork = run(EngineKind::Fork, &o, TraceLevel::Lines);
+    assert_eq!(fork.ending, Ending::Passed);
+    assert!(fork.lines.iter().any(|l| l.contains(" unreachable")));
+}
+
+#[test]
+fn implicit_conf_changes_enter_and_leave_joint_consensus_by_themselves() {
+    let joint_after_implicit = (0..10).any(|seed| {
+        let fork = run(
+            EngineKind::Fork,
+            &opts(Scenario::Chaos, seed),
+            TraceLevel::Lines,
+        );
+        let proposed = fork
+            .lines
+            .iter()
+            .position(|l| l.contains("propose conf change Implicit") && l.ends_with("true"));
+        proposed.is_some_and(|at| {
+            let rest = &fork.lines[at..];
+            let joint = rest
+                .iter()
+                .position(|l| l.contains(" conf ") && !l.contains("outgoing []"));
+            joint.is_some_and(|j| {
+                rest[j..]
+                    .iter()
+                    .any(|l| l.contains(" conf ") && l.contains("outgoing []"))
+            })
+        })
+    });
+    assert!(joint_after_implicit);
+}
+
+#[test]
+fn rolling_upgrade_and_downgrade_keep_the_cluster_safe() {
+    for seed in 0..4 {
+        let o = opts(Scenario::RollingUpgrade, seed);
+        assert_eq!(o.upgrades.len(), 3);
+        for engine in EngineKind::ALL {
+            let outcome = run(engine, &o, TraceLevel::Lines);
+            assert_eq!(
+                outcome.ending,
+                Ending::Passed,
+                "seed {seed} to {}",
+                engine.name()
+            );
+            let switched = outcome
+                .lines
+                .iter()
+                .filter(|l| l.ends_with(&format!("switches to {}", engine.name())))
+                .count();
+            assert_eq!(switched, 3, "seed {seed}");
+        }
+    }
+}

@@ -8,6 +8,7 @@ mod election;
 mod liveness;
 mod log_matching;
 mod monotonic;
+mod reads;
 mod state_machine;
 
 use std::cell::Ref;
@@ -15,6 +16,7 @@ use std::cell::Ref;
 pub use liveness::{converged, Convergence};
 
 use crate::engine::NodeStatus;
+use crate::workload::Observed;
 use crate::world::disk::Disk;
 use crate::world::node::StateMachine;
 use crate::world::Event;
@@ -56,17 +58,18 @@ pub struct Checkers {
 }
 
 impl Checkers {
-    /// Checks the cluster after a step, given the step's events and the
-    /// entries acknowledged to clients in it, as `(index, chain)`.
+    /// Checks the cluster after a step, given the step's events and what
+    /// clients learned in it.
     pub fn check(
         &mut self,
         view: &impl ClusterView,
         events: &[Event],
-        acked: &[(u64, u64)],
+        observed: &Observed,
     ) -> Result<(), Violation> {
         let applied_before = self.state_machine.applied_len();
         self.monotonic.check(view, events)?;
-        self.state_machine.check(events, acked)?;
+        self.state_machine.check(events, &observed.acked)?;
+        reads::check(&observed.reads, &self.state_machine)?;
         self.election.check(view)?;
         self.log_matching.check(view)?;
         self.state_machine

@@ -117,6 +117,13 @@ impl StateMachineSafety {
         Ok(())
     }
 
+    /// The chain hash of the log up to `index`, as the first node to apply
+    /// it applied it.
+    pub fn chain_at(&self, index: u64) -> Option<u64> {
+        let slot = index.checked_sub(1)? as usize;
+        self.applied.get(slot).copied().flatten()
+    }
+
     /// How many indexes have been applied somewhere.
     pub fn applied_len(&self) -> usize {
         self.applied.len()

@@ -15,13 +15,14 @@ pub mod storage;
 pub mod trace;
 
 use std::cell::Ref;
+use std::collections::BTreeSet;
 
 use protobuf::Message as _;
 use raft_proto::eraftpb::{ConfChangeV2, Entry, EntryType, Message, MessageType};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::engine::{Engine, NodeConfig, NodeStatus, Role};
+use crate::engine::{Engine, EngineKind, NodeConfig, NodeStatus, ReadMode, Role};
 use disk::{Disk, WriteMode};
 use network::{Network, Sent};
 use node::{PendingSync, SimNode, StateMachine};
@@ -57,8 +58,21 @@ pub struct WorldConfig {
     pub election_ticks_min: usize,
     /// Ticks between heartbeats.
     pub heartbeat_ticks: usize,
-    /// `Config::pre_vote` and `Config::check_quorum`.
+    /// `Config::pre_vote`.
     pub pre_vote: bool,
+    /// `Config::check_quorum`.
+    pub check_quorum: bool,
+    /// `Config::read_only_option`.
+    pub read_mode: ReadMode,
+    /// `Config::priority` of each node, by id order; empty: all 0.
+    pub priorities: Vec<i64>,
+    /// Whether the transport calls `report_unreachable` for a message it
+    /// could not deliver (dropped, cut or lost in flight), as TiKV's does.
+    pub report_unreachable: bool,
+    /// In a rolling upgrade, the engine nodes are switched to; they start
+    /// on the other one. `None` in a world of one engine.
+    #[serde(skip)]
+    pub upgrade_to: Option<EngineKind>,
 }
 
 /// What happened in the world, for the workload and the checkers.
@@ -75,6 +89,18 @@ pub enum Event {
         chain: u64,
         /// The client proposal the entry carries, if any.
         proposal: Option<u64>,
+    },
+    /// A node served a read: a `ReadState` for the request's context
+    /// arrived and its state machine has applied up to the read index.
+    ReadServed {
+        /// The node.
+        node: u64,
+        /// The request's context.
+        ctx: Vec<u8>,
+        /// The `ReadState`'s index.
+        read_index: u64,
+        /// The state machine the read is served from.
+        state: StateMachine,
     },
     /// A node went down, losing what its disk had not synced.
     Crashed(u64),
@@ -100,6 +126,11 @@ pub fn proposal_of(entry: &Entry) -> Option<u64> {
         .then(|| u64::from_le_bytes(data[..8].try_into().unwrap()))
 }
 
+/// The read a request context names: the client's read id, 8 bytes.
+pub fn read_id(ctx: &[u8]) -> u64 {
+    ctx.try_into().map_or(0, u64::from_le_bytes)
+}
+
 /// The cluster, its network and its clock.
 pub struct World<E: Engine> {
     /// The current tick.
@@ -111,6 +142,11 @@ pub struct World<E: Engine> {
     timeouts: ChaCha8Rng,
     sync_delays: ChaCha8Rng,
     events: Vec<Event>,
+    /// Messages the transport failed to deliver, as (from, to), reported
+    /// to the sender at the next settling round.
+    unreachable: Vec<(u64, u64)>,
+    /// Nodes a rolling upgrade has switched to `upgrade_to`.
+    upgraded: BTreeSet<u64>,
 }
 
 /// Settling rounds in one tick before giving up (each round delivers due
@@ -143,6 +179,7 @@ impl<E: Engine> World<E> {
                 pending: Default::default(),
                 last_seen: None,
                 unsynced_snapshot: None,
+                read_states: Vec::new(),
             })
             .collect();
         let mut world = World {
@@ -154,6 +191,8 @@ impl<E: Engine> World<E> {
             timeouts,
             sync_delays,
             events: Vec::new(),
+            unreachable: Vec::new(),
+            upgraded: BTreeSet::new(),
         };
         for id in world.config.ids.clone() {
             world.start(id)?;
@@ -244,8 +283,16 @@ impl<E: Engine> World<E> {
             .snapshot(0)
             .map_err(|e| format!("{e:?}"))?;
         node.sm = StateMachine::from_snapshot(&snap);
+        let engine = self.config.upgrade_to.map(|to| {
+            if self.upgraded.contains(&id) {
+                to
+            } else {
+                to.other()
+            }
+        });
         let config = NodeConfig {
             id,
+            engine,
             election_ticks_min: self.config.election_ticks_min,
             election_ticks_max: 2 * self.config.election_ticks_min,
             heartbeat_ticks: self.config.heartbeat_ticks,
@@ -253,7 +300,14 @@ impl<E: Engine> World<E> {
             max_size_per_msg_bytes: 1 << 20,
             max_inflight_msgs: 256,
             pre_vote: self.config.pre_vote,
-            check_quorum: self.config.pre_vote,
+            check_quorum: self.config.check_quorum,
+            read_mode: self.config.read_mode,
+            priority: self
+                .config
+                .priorities
+                .get((id - 1) as usize)
+                .copied()
+                .unwrap_or(0),
         };
         let logger = self.trace.patch_sink().logger(id);
         let raft = E::new_node(&config, self.node(id).storage.clone(), &logger)?;
@@ -262,6 +316,7 @@ impl<E: Engine> World<E> {
         node.last_seen = None;
         node.pending.clear();
         node.unsynced_snapshot = None;
+        node.read_states.clear();
         self.after_call(id);
         Ok(())
     }
@@ -304,7 +359,7 @@ impl<E: Engine> World<E> {
     /// tick has nothing left to do.
     pub fn settle(&mut self) {
         for _ in 0..SETTLE_ROUNDS_MAX {
-            let mut busy = false;
+            let mut busy = self.report_unreachable();
             let (arrived, lost) = self.network.deliver(self.now);
             for msg in lost {
                 busy = true;
@@ -360,6 +415,29 @@ impl<E: Engine> World<E> {
         if msg.get_msg_type() == MessageType::MsgSnapshot {
             self.report_snapshot(msg.from, msg.to, false);
         }
+        self.undelivered(msg.from, msg.to);
+    }
+
+    /// Notes a message the transport could not deliver, for
+    /// `report_unreachable` if the transport reports them.
+    fn undelivered(&mut self, from: u64, to: u64) {
+        if self.config.report_unreachable && !self.unreachable.contains(&(from, to)) {
+            self.unreachable.push((from, to));
+        }
+    }
+
+    /// Tells senders which peers were unreachable since the last round, as
+    /// a transport does between Readies; whether it told any.
+    fn report_unreachable(&mut self) -> bool {
+        let reports = std::mem::take(&mut self.unreachable);
+        for &(from, to) in &reports {
+            if let Some(raft) = self.node_mut(from).raft.as_mut() {
+                E::report_unreachable(raft, to);
+                self.after_call(from);
+                self.trace(format_args!("n{from} reports n{to} unreachable"));
+            }
+        }
+        !reports.is_empty()
     }
 
     /// Tells the sender of a snapshot whether it arrived, as a transport
@@ -385,8 +463,11 @@ impl<E: Engine> World<E> {
             if let Some(line) = line.filter(|_| outcome != plain) {
                 self.trace(format_args!("{line} {outcome:?}"));
             }
-            if snapshot && matches!(outcome, Sent::Dropped | Sent::Cut) {
-                self.report_snapshot(from, to, false);
+            if matches!(outcome, Sent::Dropped | Sent::Cut) {
+                if snapshot {
+                    self.report_snapshot(from, to, false);
+                }
+                self.undelivered(from, to);
             }
         }
     }
@@ -395,6 +476,7 @@ impl<E: Engine> World<E> {
         let node = self.node_mut(id);
         let raft = node.raft.as_mut().unwrap();
         let rd = E::ready(raft);
+        self.node_mut(id).read_states.extend(rd.read_states);
         self.send(rd.messages);
         if let Some(snap) = &rd.snapshot {
             let node = self.node_mut(id);
@@ -452,7 +534,34 @@ impl<E: Engine> World<E> {
                 }
             }
         }
+        self.serve_reads(id);
         self.after_call(id);
+    }
+
+    /// Serves the node's reads whose read index its state machine has
+    /// reached.
+    fn serve_reads(&mut self, id: u64) {
+        let node = self.node_mut(id);
+        let state = node.sm;
+        let (ready, waiting) = std::mem::take(&mut node.read_states)
+            .into_iter()
+            .partition(|&(_, index)| index <= state.applied);
+        node.read_states = waiting;
+        for (ctx, read_index) in ready {
+            if self.trace.on() {
+                self.trace(format_args!(
+                    "n{id} serves read {} at read index {read_index}, applied {}",
+                    read_id(&ctx),
+                    state.applied
+                ));
+            }
+            self.events.push(Event::ReadServed {
+                node: id,
+                ctx,
+                read_index,
+                state,
+            });
+        }
     }
 
     /// Completes the node's syncs that are due; whether any did.
@@ -537,7 +646,10 @@ impl<E: Engine> World<E> {
 
     /// Proposes a configuration change at a node; `false` if raft refused.
     pub fn propose_conf_change(&mut self, id: u64, change: ConfChangeV2) -> bool {
-        let line = self.trace.on().then(|| format!("{:?}", change.changes));
+        let line = self
+            .trace
+            .on()
+            .then(|| format!("{:?} {:?}", change.get_transition(), change.changes));
         let Some(raft) = self.node_mut(id).raft.as_mut() else {
             return false;
         };
@@ -547,6 +659,22 @@ impl<E: Engine> World<E> {
             self.trace(format_args!("n{id} propose conf change {line}: {accepted}"));
         }
         accepted
+    }
+
+    /// Asks a node for a linearizable read with context `ctx`; `false` if
+    /// the node is down. The answer comes as [`Event::ReadServed`], or not
+    /// at all (raft drops a read it cannot serve yet).
+    pub fn read_index(&mut self, id: u64, ctx: Vec<u8>) -> bool {
+        let line = self.trace.on().then(|| read_id(&ctx));
+        let Some(raft) = self.node_mut(id).raft.as_mut() else {
+            return false;
+        };
+        E::read_index(raft, ctx);
+        self.after_call(id);
+        if let Some(read) = line {
+            self.trace(format_args!("n{id} read index {read}"));
+        }
+        true
     }
 
     /// Proposes client data at a node; `false` if raft dropped it.
@@ -585,6 +713,7 @@ impl<E: Engine> World<E> {
             return;
         }
         node.pending.clear();
+        node.read_states.clear();
         node.storage.crash(torn_entries);
         self.events.push(Event::Crashed(id));
         self.trace(format_args!("n{id} crash, torn {torn_entries}"));
@@ -604,6 +733,28 @@ impl<E: Engine> World<E> {
         let last = self.disk(id).last_index();
         self.trace(format_args!("n{id} restart, disk last {last}"));
         Ok(())
+    }
+
+    /// Rolling upgrade: stops the node after a final sync, as a process
+    /// shut down for an upgrade does, and starts it again on the other
+    /// engine from the same storage. A node that is down starts on the
+    /// other engine when it restarts.
+    ///
+    /// # Panics
+    ///
+    /// If the node cannot start from its storage on the other engine.
+    pub fn switch_engine(&mut self, id: u64) {
+        let Some(to) = self.config.upgrade_to else {
+            return;
+        };
+        self.upgraded.insert(id);
+        self.trace(format_args!("n{id} switches to {}", to.name()));
+        if self.is_up(id) {
+            self.node(id).storage.sync();
+            self.crash(id, 0);
+            self.restart(id)
+                .expect("a node restarts from its own storage on either engine");
+        }
     }
 
     /// Snapshots the node's state machine at `index` (at most what it

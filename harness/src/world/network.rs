@@ -2,8 +2,11 @@
 //!
 //! Fault model: each directed link drops, duplicates and delays messages
 //! with its own rates, drawn from the seed at the start of a run; different
-//! delays reorder messages. Partitions cut directed links (both directions
-//! for a symmetric partition, one for a one-way cut) until healed.
+//! delays reorder messages. A link may also deliver a late copy of a
+//! message long after the original, as a retransmission stuck in a queue
+//! does. Partitions cut directed links (both directions for a symmetric
+//! partition, one for a one-way cut) until healed; a message due while its
+//! link is cut is lost, one due after the cut heals arrives.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +23,11 @@ pub struct LinkFaults {
     pub duplicate_pct: u32,
     /// Each message is delayed by 0 to this many ticks.
     pub delay_ticks_max: u64,
+    /// Chance, in percent, that a message also arrives again late.
+    pub late_copy_pct: u32,
+    /// A late copy arrives more than `delay_ticks_max` and at most this
+    /// many ticks after it was sent.
+    pub late_copy_ticks_max: u64,
 }
 
 /// What happened to a message handed to the network.
@@ -71,6 +79,13 @@ impl Network {
         if duplicate {
             let again = now + self.delay(&faults);
             self.enqueue(again, msg.clone());
+        }
+        if faults.late_copy_pct > 0 && self.rng.gen_range(0..100) < faults.late_copy_pct {
+            let late = self.rng.gen_range(
+                faults.delay_ticks_max + 1
+                    ..=faults.late_copy_ticks_max.max(faults.delay_ticks_max + 1),
+            );
+            self.enqueue(now + late, msg.clone());
         }
         self.enqueue(at, msg);
         Sent::InFlight { at, duplicate }
@@ -164,6 +179,28 @@ mod tests {
     }
 
     #[test]
+    fn late_copies_arrive_after_every_ordinary_delay() {
+        let mut links = BTreeMap::new();
+        links.insert(
+            (1, 2),
+            LinkFaults {
+                delay_ticks_max: 2,
+                late_copy_pct: 50,
+                late_copy_ticks_max: 30,
+                ..Default::default()
+            },
+        );
+        let mut net = Network::new(links, ChaCha8Rng::seed_from_u64(5));
+        for i in 0..100 {
+            net.send(0, msg(1, 2, i));
+        }
+        let on_time = net.deliver(2).0.len();
+        let late = net.deliver(30).0.len();
+        assert_eq!(on_time, 100);
+        assert!((20..80).contains(&late), "{late} late copies");
+    }
+
+    #[test]
     fn partitions_cut_both_ways_and_one_way_cuts_one() {
         let mut net = Network::new(BTreeMap::new(), ChaCha8Rng::seed_from_u64(1));
         net.set_cut(links_across(&[1], &[1, 2, 3]));
@@ -187,7 +224,7 @@ mod tests {
             LinkFaults {
                 drop_pct: 30,
                 duplicate_pct: 30,
-                delay_ticks_max: 0,
+                ..Default::default()
             },
         );
         let mut net = Network::new(links, ChaCha8Rng::seed_from_u64(3));

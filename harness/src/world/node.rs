@@ -72,4 +72,7 @@ pub struct SimNode<E: Engine> {
     /// The number of a Ready whose snapshot the state machine applied but
     /// the disk has not synced: raft learns the applied index only after.
     pub unsynced_snapshot: Option<u64>,
+    /// Answers to reads (context, read index) waiting for the state
+    /// machine to reach their index.
+    pub read_states: Vec<(Vec<u8>, u64)>,
 }

@@ -15,6 +15,7 @@ use raft_proto::eraftpb::{Message, MessageType};
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 use super::patch_log::PatchSink;
+use super::read_id;
 
 /// How much of the trace a run records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +166,14 @@ impl fmt::Display for Compact<'_> {
                 write!(f, " reject")?;
             }
             MessageType::MsgHeartbeat => write!(f, " c{}", m.commit)?,
+            MessageType::MsgReadIndex | MessageType::MsgReadIndexResp => {
+                if let Some(e) = m.entries.first() {
+                    write!(f, " read {}", read_id(&e.data))?;
+                }
+                if m.get_msg_type() == MessageType::MsgReadIndexResp {
+                    write!(f, " at {}", m.index)?;
+                }
+            }
             MessageType::MsgSnapshot => write!(
                 f,
                 " snap {}/{}",
@@ -172,6 +181,13 @@ impl fmt::Display for Compact<'_> {
                 m.get_snapshot().get_metadata().term
             )?,
             _ => {}
+        }
+        if matches!(
+            m.get_msg_type(),
+            MessageType::MsgHeartbeat | MessageType::MsgHeartbeatResponse
+        ) && !m.context.is_empty()
+        {
+            write!(f, " read {}", read_id(&m.context))?;
         }
         Ok(())
     }
