@@ -313,23 +313,22 @@ impl<T: Storage> RaftLog<T> {
         self.committed = to_commit;
         // Fork: committed entries that storage holds past unstable.offset,
         // never handed out in a Ready, would never count as persisted, so
-        // they would never be applied. Take storage's tail as persisted, as
-        // RaftLog::new does with what storage holds at start.
+        // they would never be applied. Take them as persisted, as
+        // RaftLog::new does with what storage holds at start; committed
+        // entries are never overwritten.
         if self.unstable.entries.is_empty()
             && self.unstable.snapshot.is_none()
             && to_commit >= self.unstable.offset
         {
-            let stored_last = self.last_index();
             debug!(
                 self.unstable.logger,
                 #"fork-patch",
-                "fork patch 0009: commit {} reaches entries storage holds past unstable offset {}, taking them as persisted up to {}",
+                "fork patch 0009: commit {} reaches entries storage holds past unstable offset {}, taking them as persisted",
                 to_commit,
-                self.unstable.offset,
-                stored_last
+                self.unstable.offset
             );
-            self.unstable.offset = stored_last + 1;
-            self.persisted = cmp::max(self.persisted, stored_last);
+            self.unstable.offset = to_commit + 1;
+            self.persisted = cmp::max(self.persisted, to_commit);
         }
     }
 
