@@ -1,7 +1,8 @@
 // Copyright 2026 The raft-rs fork authors. Licensed under Apache-2.0.
 
-//! Tests of the fork's two `RaftLog` patches: a storage ahead of
-//! `unstable.offset` (0005) and an append past the end of the log (0004).
+//! Tests of the fork's `RaftLog` patches: a storage ahead of
+//! `unstable.offset` (0005), an append past the end of the log (0004), and
+//! committed entries in such a storage counting as persisted (0009).
 //! The numbers follow the crash report: a log of 619 committed entries.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -167,8 +168,9 @@ fn matching_append_over_stored_entries_changes_nothing() {
         Some((0, 622))
     );
     assert!(log.unstable_entries().is_empty());
-    assert_eq!(log.unstable.offset, 620);
     assert_eq!(log.committed, 622);
+    // 0009: the commit takes the stored entries as persisted.
+    assert_eq!((log.persisted, log.unstable.offset), (622, 623));
 }
 
 #[test]
@@ -291,4 +293,33 @@ fn direct_append_with_a_gap_names_the_gap() {
         msg.starts_with("appending entries from 701 would leave a gap after last index 619"),
         "{msg}"
     );
+}
+
+#[test]
+fn committed_entries_storage_holds_past_offset_are_applied() {
+    let mut log = storage_ahead(622, 1);
+    log.applied = 619;
+    assert_eq!(log.persisted, 619);
+    log.commit_to(621);
+    assert_eq!((log.persisted, log.unstable.offset), (621, 622));
+    let ents = log.next_entries_since(619, None).expect("entries to apply");
+    assert_eq!(terms(&ents), vec![(620, 1), (621, 1)]);
+    // The uncommitted stored entry is still overwritten as 0005 does it.
+    assert_eq!(log.maybe_append(621, 1, 621, &[entry(622, 4)]), Some((622, 622)));
+    persist(&mut log);
+    assert_eq!(all(&log)[619..], [(620, 1), (621, 1), (622, 4)]);
+}
+
+#[test]
+fn commits_inside_the_known_log_leave_persisted_alone() {
+    let store = MemStorage::new();
+    store.wl().append(&run(1, 619, 1)).unwrap();
+    let mut log = RaftLog::new(store, default_logger());
+    log.committed = 619;
+    log.append(&run(620, 622, 2));
+    log.commit_to(621);
+    assert_eq!((log.persisted, log.unstable.offset), (619, 620));
+    persist(&mut log);
+    log.commit_to(622);
+    assert_eq!((log.persisted, log.unstable.offset), (622, 623));
 }
