@@ -382,15 +382,22 @@ impl Disk {
 
     /// Takes a snapshot at `index` (applied by the node) and drops the
     /// entries up to it. Compaction only forgets what the snapshot covers,
-    /// so it is durable at once.
+    /// so it is durable at once; and since only committed entries are
+    /// applied, the commit index it implies is durable with it (raft
+    /// refuses to start from a snapshot past its hard state's commit).
     pub fn compact(&mut self, index: u64) {
         if index <= self.state.snapshot_index || index > self.last_index() {
             return;
         }
         self.state.compact_to(index);
+        let commit = &mut self.state.hard_state.commit;
+        *commit = (*commit).max(index);
+        let durable = &mut self.durable_hard_state.commit;
+        *durable = (*durable).max(index);
         if let Some(backup) = &mut self.backup {
             if index > backup.snapshot_index && index <= backup.last_index() {
                 backup.compact_to(index);
+                backup.hard_state.commit = backup.hard_state.commit.max(index);
             }
         }
     }
@@ -524,6 +531,23 @@ mod tests {
         d.crash(0);
         assert_eq!(d.last_index(), 5);
         assert_eq!(d.hard_state().commit, 3);
+    }
+
+    #[test]
+    fn a_crash_after_compaction_keeps_a_commit_covering_the_snapshot() {
+        let mut d = disk();
+        d.append(ents(1, 8, 1));
+        d.set_hard_state(HardState {
+            term: 1,
+            commit: 3,
+            ..Default::default()
+        });
+        d.sync();
+        d.set_commit(7);
+        d.compact(6);
+        d.crash(0);
+        assert_eq!(d.snapshot_index(), 6);
+        assert_eq!(d.hard_state().commit, 6);
     }
 
     #[test]
