@@ -305,7 +305,10 @@ fn committed_entries_storage_holds_past_offset_are_applied() {
     let ents = log.next_entries_since(619, None).expect("entries to apply");
     assert_eq!(terms(&ents), vec![(620, 1), (621, 1)]);
     // The uncommitted stored entry is still overwritten as 0005 does it.
-    assert_eq!(log.maybe_append(621, 1, 621, &[entry(622, 4)]), Some((622, 622)));
+    assert_eq!(
+        log.maybe_append(621, 1, 621, &[entry(622, 4)]),
+        Some((622, 622))
+    );
     persist(&mut log);
     assert_eq!(all(&log)[619..], [(620, 1), (621, 1), (622, 4)]);
 }
