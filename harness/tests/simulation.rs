@@ -418,3 +418,21 @@ fn rolling_upgrade_and_downgrade_keep_the_cluster_safe() {
         }
     }
 }
+
+#[test]
+fn late_recovery_seed_661_applies_the_recovered_committed_entries() {
+    // n1's storage recovers 206..=207 after RawNode::new; a heartbeat
+    // commits them. Without patch 0009 they were never applied, the
+    // configuration change among them stayed pending, n1 refused to
+    // campaign and no leader was elected after healing.
+    let fork = run(
+        EngineKind::Fork,
+        &opts(Scenario::LateRecovery, 661),
+        TraceLevel::Lines,
+    );
+    assert_eq!(fork.ending, Ending::Passed);
+    assert!(fork
+        .lines
+        .iter()
+        .any(|l| l.contains("n1 fork patch 0009: commit")));
+}
