@@ -30,6 +30,9 @@ pub struct EngineResult {
     pub committed: u64,
     /// Reads served to clients.
     pub reads: u64,
+    /// What the world counted.
+    #[serde(default)]
+    pub counts: BTreeMap<String, u64>,
     /// Ticks from healing to the first new proposal committed.
     pub heal_to_commit_ticks: Option<u64>,
 }
@@ -41,6 +44,7 @@ impl EngineResult {
             violation: outcome.violation().map(|v| v.to_string()),
             committed: outcome.committed,
             reads: outcome.reads,
+            counts: outcome.counts.clone(),
             heal_to_commit_ticks: outcome.heal_to_commit_ticks,
         }
     }
@@ -105,6 +109,8 @@ pub struct EngineStats {
     pub committed: u64,
     /// Reads served to clients, over all runs.
     pub reads: u64,
+    /// What the worlds counted, over all runs.
+    pub counts: BTreeMap<String, u64>,
     /// The message of the first panic, by seed order.
     pub first_panic: Option<String>,
     /// The first seed that panicked or failed a check.
@@ -300,6 +306,9 @@ pub fn aggregate(sweep: &Sweep) -> Vec<ScenarioReport> {
             stats.runs += 1;
             stats.committed += run.committed;
             stats.reads += run.reads;
+            for (what, n) in &run.counts {
+                *stats.counts.entry(what.clone()).or_default() += n;
+            }
             stats.heal_to_commit_ticks.extend(run.heal_to_commit_ticks);
             if let Some(panic) = &run.panic {
                 stats.panics += 1;
@@ -463,6 +472,31 @@ pub fn render(reports: &[ScenarioReport]) -> String {
             ]);
         }
     }
+    let counted: Vec<String> = reports
+        .iter()
+        .flat_map(|r| {
+            r.engines
+                .iter()
+                .filter(|(_, s)| !s.counts.is_empty())
+                .map(|(engine, s)| {
+                    let counts: Vec<String> = s
+                        .counts
+                        .iter()
+                        .map(|(what, n)| format!("{n} {what}"))
+                        .collect();
+                    format!(
+                        "  {} {}: {}\n",
+                        r.scenario.name(),
+                        engine.name(),
+                        counts.join(", ")
+                    )
+                })
+        })
+        .collect();
+    if !counted.is_empty() {
+        out += "\ncounted over all runs:\n";
+        out.extend(counted);
+    }
     out
 }
 
@@ -486,6 +520,7 @@ mod tests {
             violation: None,
             committed: 10,
             reads: 3,
+            counts: BTreeMap::new(),
             heal_to_commit_ticks: Some(seed + 1),
         };
         SeedResult {

@@ -67,6 +67,7 @@ mod tests {
             tick: 0,
             committed: 0,
             reads: 0,
+            counts: Default::default(),
             heal_to_commit_ticks: None,
             trace_hash: 0,
             event_hashes: event_hashes.to_vec(),

@@ -163,6 +163,7 @@ impl Faults {
         if let Some(links) = self.mute_leader(world) {
             if self.fire() {
                 world.trace(format_args!("leader muted: {links:?} cut until {until}"));
+                world.count("leaders muted");
                 self.partition = Some((links, until));
                 self.apply_cuts(world);
             }

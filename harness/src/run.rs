@@ -1,6 +1,7 @@
 //! One run: a scenario, a seed and an engine, from the first tick to the
 //! end of the liveness phase, or to the first panic or violation.
 
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::checkers::{converged, Checkers, ClusterView, Convergence, Violation};
@@ -36,6 +37,8 @@ pub struct RunOutcome {
     pub committed: u64,
     /// Reads served to clients.
     pub reads: u64,
+    /// What the world counted (see `World::count`).
+    pub counts: BTreeMap<String, u64>,
     /// Ticks from healing to the first new proposal committed, if the run
     /// got there.
     pub heal_to_commit_ticks: Option<u64>,
@@ -219,12 +222,19 @@ impl<E: Engine> Simulation<E> {
         let reads = self.workload.reads_served;
         let heal_to_commit_ticks = self.heal_to_commit_ticks;
         let faults = self.faults.applied.clone();
+        let counts = self
+            .world
+            .counts()
+            .iter()
+            .map(|(&what, &n)| (what.to_string(), n))
+            .collect();
         let trace = self.world.into_trace();
         RunOutcome {
             ending,
             tick,
             committed,
             reads,
+            counts,
             heal_to_commit_ticks,
             trace_hash: trace.hash(),
             event_hashes: trace.event_hashes().to_vec(),
@@ -279,6 +289,7 @@ pub fn run_on<E: Engine>(opts: &Options, level: TraceLevel) -> RunOutcome {
             tick: 0,
             committed: 0,
             reads: 0,
+            counts: BTreeMap::new(),
             heal_to_commit_ticks: None,
             trace_hash: 0,
             event_hashes: Vec::new(),

@@ -367,6 +367,7 @@ fn a_transport_reporting_unreachable_peers_is_exercised() {
     let fork = run(EngineKind::Fork, &o, TraceLevel::Lines);
     assert_eq!(fork.ending, Ending::Passed);
     assert!(fork.lines.iter().any(|l| l.contains(" unreachable")));
+    assert!(fork.counts["unreachable reports"] > 0);
 }
 
 #[test]

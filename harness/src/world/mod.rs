@@ -15,10 +15,12 @@ pub mod storage;
 pub mod trace;
 
 use std::cell::Ref;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use protobuf::Message as _;
-use raft_proto::eraftpb::{ConfChangeV2, Entry, EntryType, Message, MessageType};
+use raft_proto::eraftpb::{
+    ConfChangeTransition, ConfChangeV2, Entry, EntryType, Message, MessageType,
+};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -147,6 +149,8 @@ pub struct World<E: Engine> {
     unreachable: Vec<(u64, u64)>,
     /// Nodes a rolling upgrade has switched to `upgrade_to`.
     upgraded: BTreeSet<u64>,
+    /// How often the rarer things a scenario is about happened, by name.
+    counts: BTreeMap<&'static str, u64>,
 }
 
 /// Settling rounds in one tick before giving up (each round delivers due
@@ -193,6 +197,7 @@ impl<E: Engine> World<E> {
             events: Vec::new(),
             unreachable: Vec::new(),
             upgraded: BTreeSet::new(),
+            counts: BTreeMap::new(),
         };
         for id in world.config.ids.clone() {
             world.start(id)?;
@@ -268,6 +273,16 @@ impl<E: Engine> World<E> {
     /// Takes the events since the last call.
     pub fn drain_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
+    }
+
+    /// Counts one occurrence of `what`.
+    pub fn count(&mut self, what: &'static str) {
+        *self.counts.entry(what).or_default() += 1;
+    }
+
+    /// What [`World::count`] counted.
+    pub fn counts(&self) -> &BTreeMap<&'static str, u64> {
+        &self.counts
     }
 
     /// The network, for faults.
@@ -434,6 +449,7 @@ impl<E: Engine> World<E> {
             if let Some(raft) = self.node_mut(from).raft.as_mut() {
                 E::report_unreachable(raft, to);
                 self.after_call(from);
+                self.count("unreachable reports");
                 self.trace(format_args!("n{from} reports n{to} unreachable"));
             }
         }
@@ -629,6 +645,11 @@ impl<E: Engine> World<E> {
         match E::apply_conf_change(node.raft.as_mut().unwrap(), &change) {
             Ok(conf) => {
                 node.storage.set_conf_state(entry.index, conf.clone());
+                // The harness never proposes an empty change: raft appended
+                // it to leave a joint configuration by itself.
+                if change.changes.is_empty() {
+                    self.count("automatic joint leaves applied");
+                }
                 if self.trace.on() {
                     self.trace(format_args!(
                         "n{id} conf {}: voters {:?} learners {:?} outgoing {:?}",
@@ -653,8 +674,12 @@ impl<E: Engine> World<E> {
         let Some(raft) = self.node_mut(id).raft.as_mut() else {
             return false;
         };
+        let implicit = change.get_transition() == ConfChangeTransition::Implicit;
         let accepted = E::propose_conf_change(raft, change).is_ok();
         self.after_call(id);
+        if accepted && implicit {
+            self.count("implicit conf changes proposed");
+        }
         if let Some(line) = line {
             self.trace(format_args!("n{id} propose conf change {line}: {accepted}"));
         }
@@ -748,6 +773,7 @@ impl<E: Engine> World<E> {
             return;
         };
         self.upgraded.insert(id);
+        self.count("engine switches");
         self.trace(format_args!("n{id} switches to {}", to.name()));
         if self.is_up(id) {
             self.node(id).storage.sync();
