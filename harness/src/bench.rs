@@ -88,6 +88,7 @@ fn options(w: &BenchWorkload) -> Options {
     opts.workload.batch_min = w.batch;
     opts.workload.batch_max = w.batch;
     opts.workload.entry_bytes = w.entry_bytes;
+    opts.workload.read_pct = 0;
     opts
 }
 
