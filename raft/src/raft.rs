@@ -1775,7 +1775,23 @@ impl<T: Storage> Raft<T> {
                 "index" => m.index,
             );
 
+            let was_probe = pr.state == ProgressState::Probe;
             if pr.maybe_decr_to(m.index, next_probe_index, m.request_snapshot) {
+                // Fork: where upstream 0.7.0 would have moved next to or
+                // below match after a stale rejection (tikv/raft-rs#555).
+                if was_probe
+                    && m.request_snapshot == INVALID_INDEX
+                    && pr.matched > 0
+                    && cmp::min(m.index, next_probe_index + 1) <= pr.matched
+                {
+                    debug!(
+                        self.r.logger,
+                        #"fork-patch",
+                        "fork patch 0013: next index for {} stays above its match {}",
+                        m.from,
+                        pr.matched
+                    );
+                }
                 debug!(
                     self.r.logger,
                     "decreased progress of {}",
