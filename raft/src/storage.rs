@@ -76,7 +76,10 @@ impl GetEntriesContext {
     }
 }
 
-#[derive(Debug)]
+// Fork: Copy here rather than on the public GetEntriesContext, as upstream
+// has it (tikv/raft-rs#530), keeps 0.7.0's public API; RaftLog::scan
+// rebuilds a context for each page.
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum GetEntriesFor {
     // for sending entries to followers
     SendAppend {
