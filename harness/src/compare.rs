@@ -415,7 +415,7 @@ pub fn render(reports: &[ScenarioReport]) -> String {
     }
     let row = |cells: [&str; 15]| {
         let line = format!(
-            "{:<15} {:>5} {:>9} {:>9} {:>11}  {:<26}  {:<8} {:>5} {:>6} {:>10} {:>9} {:>8} {:>12}  {:>12}  {}",
+            "{:<15} {:>5} {:>9} {:>9} {:>11}  {:<36}  {:<8} {:>5} {:>6} {:>10} {:>9} {:>8} {:>12}  {:>12}  {}",
             cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6],
             cells[7], cells[8], cells[9], cells[10], cells[11], cells[12], cells[13], cells[14],
         );
