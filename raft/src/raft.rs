@@ -624,7 +624,23 @@ impl<T: Storage> RaftCore<T> {
             || m.get_msg_type() == MessageType::MsgRequestVoteResponse
             || m.get_msg_type() == MessageType::MsgRequestPreVoteResponse
         {
-            if m.term == 0 {
+            // Fork: a rejection carries the rejecter's own term, which is
+            // still 0 on a node that has never seen one; with priorities such
+            // a node rejects a lower-priority pre-vote (tikv/raft-rs#511).
+            let rejection_at_term_0 = m.term == 0
+                && self.term == 0
+                && m.reject
+                && (m.get_msg_type() == MessageType::MsgRequestVoteResponse
+                    || m.get_msg_type() == MessageType::MsgRequestPreVoteResponse);
+            if rejection_at_term_0 {
+                debug!(
+                    self.logger,
+                    #"fork-patch",
+                    "fork patch 0015: rejecting {:?} from {} at term 0",
+                    m.get_msg_type(),
+                    m.to
+                );
+            } else if m.term == 0 {
                 // All {pre-,}campaign messages need to have the term set when
                 // sending.
                 // - MsgVote: m.Term is the term the node is campaigning for,

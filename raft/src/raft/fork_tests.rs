@@ -1,9 +1,10 @@
 // Copyright 2026 The raft-rs fork authors. Licensed under Apache-2.0.
 
-//! Tests of the fork's patch to `become_leader` (0007): a node whose storage
-//! gained entries outside the Ready loop wins an election.
+//! Tests of the fork's patches to `raft.rs`: a node whose storage gained
+//! entries outside the Ready loop wins an election (0007); a fresh node
+//! rejects a lower-priority pre-vote at term 0 (0015).
 
-use crate::eraftpb::{ConfState, Entry, HardState};
+use crate::eraftpb::{ConfState, Entry, HardState, Message, MessageType};
 use crate::storage::MemStorage;
 use crate::{default_logger, Config, RawNode, StateRole};
 
@@ -68,4 +69,37 @@ fn leader_with_storage_ahead_commits_once_its_entry_is_persisted() {
     let light = node.advance(ready);
     assert_eq!(light.commit_index(), Some(9));
     assert_eq!(node.raft.prs().get(1).unwrap().matched, 9);
+}
+
+#[test]
+fn fresh_node_rejects_a_lower_priority_pre_vote_at_term_0() {
+    let store = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+    let config = Config {
+        id: 1,
+        pre_vote: true,
+        priority: 2,
+        ..Config::new(1)
+    };
+    let mut node = RawNode::new(&config, store, &default_logger()).unwrap();
+    assert_eq!(node.raft.term, 0);
+    let mut pre_vote = Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        priority: 1,
+        ..Default::default()
+    };
+    pre_vote.set_msg_type(MessageType::MsgRequestPreVote);
+    node.step(pre_vote).unwrap();
+    let replies: Vec<_> = node
+        .raft
+        .msgs
+        .iter()
+        .map(|m| (m.get_msg_type(), m.to, m.term, m.reject))
+        .collect();
+    assert_eq!(
+        replies,
+        vec![(MessageType::MsgRequestPreVoteResponse, 2, 0, true)]
+    );
+    assert_eq!((node.raft.term, node.raft.state), (0, StateRole::Follower));
 }
