@@ -1494,9 +1494,26 @@ impl<T: Storage> Raft<T> {
                     // ...or this is a PreVote for a future term...
                     (m.get_msg_type() == MessageType::MsgRequestPreVote && m.term > self.term);
                 // ...and we believe the candidate is up to date.
+                // Fork: priority breaks ties between equally up-to-date logs
+                // only; a longer log of an older last term is not more up to
+                // date than the candidate's.
+                let candidate_ahead = (m.log_term, m.index)
+                    > (self.raft_log.last_term(), self.raft_log.last_index());
+                if can_vote
+                    && candidate_ahead
+                    && m.index <= self.raft_log.last_index()
+                    && self.priority > get_priority(&m)
+                {
+                    debug!(
+                        self.logger,
+                        #"fork-patch",
+                        "fork patch 0016: {} has a lower priority but a more up-to-date log",
+                        m.from
+                    );
+                }
                 if can_vote
                     && self.raft_log.is_up_to_date(m.index, m.log_term)
-                    && (m.index > self.raft_log.last_index() || self.priority <= get_priority(&m))
+                    && (candidate_ahead || self.priority <= get_priority(&m))
                 {
                     // When responding to Msg{Pre,}Vote messages we include the term
                     // from the message, not the local term. To see why consider the

@@ -103,3 +103,43 @@ fn fresh_node_rejects_a_lower_priority_pre_vote_at_term_0() {
     );
     assert_eq!((node.raft.term, node.raft.state), (0, StateRole::Follower));
 }
+
+#[test]
+fn a_lower_priority_candidate_with_a_newer_log_gets_the_pre_vote() {
+    // Node 1: priority 2, log 1..=3 at term 1, at term 2. Candidate 2:
+    // priority 1, log ending at 2@2, shorter but of a newer term.
+    let store = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+    store.wl().append(&run(1, 3, 1)).unwrap();
+    store.wl().set_hardstate(HardState {
+        term: 2,
+        ..Default::default()
+    });
+    let config = Config {
+        id: 1,
+        pre_vote: true,
+        priority: 2,
+        ..Config::new(1)
+    };
+    let mut node = RawNode::new(&config, store, &default_logger()).unwrap();
+    let mut pre_vote = Message {
+        from: 2,
+        to: 1,
+        term: 3,
+        index: 2,
+        log_term: 2,
+        priority: 1,
+        ..Default::default()
+    };
+    pre_vote.set_msg_type(MessageType::MsgRequestPreVote);
+    node.step(pre_vote).unwrap();
+    let replies: Vec<_> = node
+        .raft
+        .msgs
+        .iter()
+        .map(|m| (m.get_msg_type(), m.to, m.term, m.reject))
+        .collect();
+    assert_eq!(
+        replies,
+        vec![(MessageType::MsgRequestPreVoteResponse, 2, 3, false)]
+    );
+}
