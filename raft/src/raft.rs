@@ -1497,8 +1497,8 @@ impl<T: Storage> Raft<T> {
                 // Fork: priority breaks ties between equally up-to-date logs
                 // only; a longer log of an older last term is not more up to
                 // date than the candidate's.
-                let candidate_ahead = (m.log_term, m.index)
-                    > (self.raft_log.last_term(), self.raft_log.last_index());
+                let candidate_ahead =
+                    (m.log_term, m.index) > (self.raft_log.last_term(), self.raft_log.last_index());
                 if can_vote
                     && candidate_ahead
                     && m.index <= self.raft_log.last_index()
