@@ -6,6 +6,8 @@
 //! Each scenario returns what the node did, or lets the engine's panic
 //! escape; `tests/seed_620.rs` holds the expectations.
 
+pub mod known_bugs;
+
 /// What a node left behind after a scenario.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
