@@ -334,12 +334,9 @@ fn read_index_seed_24_serves_a_stale_read_on_upstream() {
 }
 
 #[test]
-fn priority_scenario_hits_the_term_0_pre_vote_panic_of_511() {
-    let up = run(
-        EngineKind::Upstream,
-        &opts(Scenario::Priority, 0),
-        TraceLevel::Off,
-    );
+fn priority_scenario_panics_upstream_with_511_and_the_fork_passes() {
+    let o = opts(Scenario::Priority, 0);
+    let up = run(EngineKind::Upstream, &o, TraceLevel::Hash);
     assert!(
         up.panic().is_some_and(
             |m| m.starts_with("term should be set when sending MsgRequestPreVoteResponse")
@@ -347,6 +344,27 @@ fn priority_scenario_hits_the_term_0_pre_vote_panic_of_511() {
         "{:?}",
         up.ending
     );
+    let fork = run(EngineKind::Fork, &o, TraceLevel::Hash);
+    assert_eq!(fork.ending, Ending::Passed);
+    assert_eq!(
+        classify(&up, &fork),
+        Divergence::Explained {
+            event: up.event_hashes.len(),
+            patch: "0015".into()
+        }
+    );
+}
+
+#[test]
+fn priority_seed_811_elects_a_leader_on_the_fork() {
+    // In a joint configuration the voter with the longest, stale log had
+    // the highest priority and refused every more up-to-date candidate.
+    let o = opts(Scenario::Priority, 811);
+    let up = run(EngineKind::Upstream, &o, TraceLevel::Off);
+    assert_eq!(up.violation().map(|v| v.checker), Some("liveness"));
+    let fork = run(EngineKind::Fork, &o, TraceLevel::Lines);
+    assert_eq!(fork.ending, Ending::Passed);
+    assert!(fork.lines.iter().any(|l| l.contains("fork patch 0016: ")));
 }
 
 #[test]
