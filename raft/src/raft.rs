@@ -995,6 +995,16 @@ impl<T: Storage> Raft<T> {
             }
             self.pending_conf_index = self.raft_log.last_index();
             info!(self.logger, "initiating automatic transition out of joint configuration"; "config" => ?self.prs.conf());
+            // Fork: send the entry, as a proposal would be; without it the
+            // cluster stays joint until something else triggers an append
+            // (etcd-io/etcd#14538).
+            debug!(
+                self.logger,
+                #"fork-patch",
+                "fork patch 0017: broadcasting the automatic leave-joint entry {}",
+                self.pending_conf_index
+            );
+            self.bcast_append();
         }
     }
 

@@ -4,7 +4,10 @@
 //! entries outside the Ready loop wins an election (0007); a fresh node
 //! rejects a lower-priority pre-vote at term 0 (0015).
 
-use crate::eraftpb::{ConfState, Entry, HardState, Message, MessageType};
+use crate::eraftpb::{
+    ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState, Entry,
+    EntryType, HardState, Message, MessageType,
+};
 use crate::storage::MemStorage;
 use crate::{default_logger, Config, RawNode, StateRole};
 
@@ -142,4 +145,77 @@ fn a_lower_priority_candidate_with_a_newer_log_gets_the_pre_vote() {
         replies,
         vec![(MessageType::MsgRequestPreVoteResponse, 2, 3, false)]
     );
+}
+
+/// Writes the Ready's entries and hard state to `store`, then advances.
+fn persist_ready(node: &mut RawNode<MemStorage>, store: &MemStorage) {
+    let ready = node.ready();
+    store.wl().append(ready.entries()).unwrap();
+    if let Some(hs) = ready.hs() {
+        store.wl().set_hardstate(hs.clone());
+    }
+    node.advance(ready);
+}
+
+#[test]
+fn leader_sends_the_automatic_leave_joint_entry() {
+    // Leader 1 of {1, 2, 3} at term 1, its empty entry 1 committed.
+    let store = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+    let mut node = RawNode::new(&Config::new(1), store.clone(), &default_logger()).unwrap();
+    node.campaign().unwrap();
+    persist_ready(&mut node, &store);
+    let mut vote = Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        ..Default::default()
+    };
+    vote.set_msg_type(MessageType::MsgRequestVoteResponse);
+    node.step(vote).unwrap();
+    persist_ready(&mut node, &store);
+    let mut ack = Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        index: 1,
+        ..Default::default()
+    };
+    ack.set_msg_type(MessageType::MsgAppendResponse);
+    node.step(ack).unwrap();
+    assert_eq!(node.raft.raft_log.committed, 1);
+
+    // Entry 1 stands for a change into a joint configuration that leaves
+    // it by itself (3 becomes a learner, implicitly through joint
+    // consensus); applying it must append and send the leaving entry.
+    let change = ConfChangeV2 {
+        transition: ConfChangeTransition::Implicit.into(),
+        changes: vec![ConfChangeSingle {
+            change_type: ConfChangeType::AddLearnerNode.into(),
+            node_id: 3,
+            ..Default::default()
+        }]
+        .into(),
+        ..Default::default()
+    };
+    node.apply_conf_change(&change).unwrap();
+    assert!(node.raft.prs().conf().auto_leave);
+    node.raft.msgs.clear();
+    node.raft.commit_apply(1);
+
+    let leave = node.raft.raft_log.last_index();
+    assert_eq!(node.raft.pending_conf_index, leave);
+    let sent: Vec<_> = node
+        .raft
+        .msgs
+        .iter()
+        .filter(|m| m.get_msg_type() == MessageType::MsgAppend)
+        .filter(|m| {
+            m.entries
+                .iter()
+                .any(|e| e.index == leave && e.get_entry_type() == EntryType::EntryConfChangeV2)
+        })
+        .map(|m| m.to)
+        .collect();
+    // 3 has not answered yet: it is probing, paused behind its first append.
+    assert_eq!(sent, vec![2], "{:?}", node.raft.msgs);
 }
