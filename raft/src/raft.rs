@@ -933,7 +933,7 @@ impl<T: Storage> Raft<T> {
 
     /// Sends RPC, without entries to all the peers.
     pub fn bcast_heartbeat(&mut self) {
-        let ctx = self.read_only.last_pending_request_ctx();
+        let ctx = self.read_only.heartbeat_ctx();
         self.bcast_heartbeat_with_ctx(ctx)
     }
 
@@ -1942,12 +1942,8 @@ impl<T: Storage> Raft<T> {
             return;
         }
 
-        match self.r.read_only.recv_ack(m.from, &m.context) {
-            Some(acks) if self.prs.has_quorum(acks) => {}
-            _ => return,
-        }
-
-        for rs in self.r.read_only.advance(&m.context, &self.r.logger) {
+        self.r.read_only.recv_ack(m.from, &m.context);
+        for rs in self.r.read_only.maybe_advance(&self.prs.conf().voters) {
             if let Some(m) = self.handle_ready_read_index(rs.req, rs.index) {
                 self.r.send(m, &mut self.msgs);
             }
@@ -2210,11 +2206,14 @@ impl<T: Storage> Raft<T> {
                 // This would allow multiple reads to piggyback on the same message.
                 match self.read_only.option {
                     ReadOnlyOption::Safe => {
-                        let ctx = m.entries[0].data.to_vec();
                         self.r
                             .read_only
-                            .add_request(self.r.raft_log.committed, m, self.r.id);
-                        self.bcast_heartbeat_with_ctx(Some(ctx));
+                            .add_request(self.r.raft_log.committed, m, &self.r.logger);
+                        let ctx = self.r.read_only.heartbeat_ctx();
+                        if let Some(ctx) = &ctx {
+                            self.r.read_only.recv_ack(self.r.id, ctx);
+                        }
+                        self.bcast_heartbeat_with_ctx(ctx);
                     }
                     ReadOnlyOption::LeaseBased => {
                         let read_index = self.raft_log.committed;
@@ -2786,19 +2785,9 @@ impl<T: Storage> Raft<T> {
 
         // The quorum size is now smaller, consider to response some read requests.
         // If there is only one peer, all pending read requests must be responded.
-        if let Some(ctx) = self.read_only.last_pending_request_ctx() {
-            let prs = &self.prs;
-            if self
-                .r
-                .read_only
-                .recv_ack(self.id, &ctx)
-                .map_or(false, |acks| prs.has_quorum(acks))
-            {
-                for rs in self.r.read_only.advance(&ctx, &self.r.logger) {
-                    if let Some(m) = self.handle_ready_read_index(rs.req, rs.index) {
-                        self.r.send(m, &mut self.msgs);
-                    }
-                }
+        for rs in self.r.read_only.maybe_advance(&self.prs.conf().voters) {
+            if let Some(m) = self.handle_ready_read_index(rs.req, rs.index) {
+                self.r.send(m, &mut self.msgs);
             }
         }
 
