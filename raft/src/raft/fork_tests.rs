@@ -157,9 +157,9 @@ fn persist_ready(node: &mut RawNode<MemStorage>, store: &MemStorage) {
     node.advance(ready);
 }
 
-#[test]
-fn leader_sends_the_automatic_leave_joint_entry() {
-    // Leader 1 of {1, 2, 3} at term 1, its empty entry 1 committed.
+/// Leader 1 of {1, 2, 3} at term 1, its empty entry 1 committed with 2's
+/// acknowledgement; 3 has not answered yet.
+fn leader_of_three() -> RawNode<MemStorage> {
     let store = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
     let mut node = RawNode::new(&Config::new(1), store.clone(), &default_logger()).unwrap();
     node.campaign().unwrap();
@@ -183,6 +183,12 @@ fn leader_sends_the_automatic_leave_joint_entry() {
     ack.set_msg_type(MessageType::MsgAppendResponse);
     node.step(ack).unwrap();
     assert_eq!(node.raft.raft_log.committed, 1);
+    node
+}
+
+#[test]
+fn leader_sends_the_automatic_leave_joint_entry() {
+    let mut node = leader_of_three();
 
     // Entry 1 stands for a change into a joint configuration that leaves
     // it by itself (3 becomes a learner, implicitly through joint
