@@ -225,3 +225,47 @@ fn leader_sends_the_automatic_leave_joint_entry() {
     // 3 has not answered yet: it is probing, paused behind its first append.
     assert_eq!(sent, vec![2], "{:?}", node.raft.msgs);
 }
+
+#[test]
+fn a_late_heartbeat_response_does_not_confirm_a_reused_read_context() {
+    let mut node = leader_of_three();
+    node.raft.msgs.clear();
+
+    // Read A goes through a round of heartbeats and 2's answer confirms it.
+    node.read_index(b"A".to_vec());
+    let heartbeat = node
+        .raft
+        .msgs
+        .iter()
+        .find(|m| m.get_msg_type() == MessageType::MsgHeartbeat && m.to == 2)
+        .expect("a heartbeat to 2")
+        .clone();
+    let mut response = Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        context: heartbeat.context.clone(),
+        ..Default::default()
+    };
+    response.set_msg_type(MessageType::MsgHeartbeatResponse);
+    node.step(response.clone()).unwrap();
+    let answered: Vec<Vec<u8>> = node
+        .raft
+        .read_states
+        .drain(..)
+        .map(|rs| rs.request_ctx)
+        .collect();
+    assert_eq!(answered, vec![b"A".to_vec()]);
+
+    // Read B, then A again with the same context, as a retrying client
+    // sends it; then a late copy of 2's answer to A's first round arrives.
+    node.read_index(b"B".to_vec());
+    node.read_index(b"A".to_vec());
+    node.step(response).unwrap();
+    assert!(
+        node.raft.read_states.is_empty(),
+        "a late response confirmed {:?}",
+        node.raft.read_states
+    );
+    assert_eq!(node.raft.pending_read_count(), 2);
+}
