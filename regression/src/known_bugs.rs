@@ -1,7 +1,53 @@
 //! The 0.7.0 bugs outside the crash class that the fork fixes, scripted
 //! through `RawNode`'s public API over `MemStorage`, once per engine like
-//! the crash report's scenarios; `tests/known_bugs.rs` holds the
-//! expectations.
+//! the crash report's scenarios, and a [`Peer`] of either engine for
+//! clusters that mix them; `tests/known_bugs.rs` holds the expectations.
+
+use raft::eraftpb::Message;
+
+/// A node of either engine, for clusters that mix them.
+pub trait Peer {
+    /// The node's id.
+    fn id(&self) -> u64;
+    /// `RawNode::step`.
+    fn step(&mut self, m: Message);
+    /// `RawNode::campaign`.
+    fn campaign(&mut self);
+    /// `RawNode::read_index`.
+    fn read_index(&mut self, ctx: &[u8]);
+    /// Whether it leads.
+    fn is_leader(&self) -> bool;
+    /// Runs its Readies through the documented loop: persists, applies,
+    /// advances, and returns the messages to send, and the read states
+    /// (context, index) it got.
+    fn drive(&mut self) -> (Vec<Message>, Vec<(Vec<u8>, u64)>);
+}
+
+/// Delivers messages between `peers` until none is left, returning every
+/// read state each peer got, by id.
+pub fn settle(peers: &mut [Box<dyn Peer>]) -> Vec<(u64, Vec<u8>, u64)> {
+    let mut reads = Vec::new();
+    loop {
+        let mut in_flight = Vec::new();
+        for peer in peers.iter_mut() {
+            let (sent, states) = peer.drive();
+            in_flight.extend(sent);
+            reads.extend(
+                states
+                    .into_iter()
+                    .map(|(ctx, index)| (peer.id(), ctx, index)),
+            );
+        }
+        if in_flight.is_empty() {
+            return reads;
+        }
+        for m in in_flight {
+            if let Some(peer) = peers.iter_mut().find(|p| p.id() == m.to) {
+                peer.step(m);
+            }
+        }
+    }
+}
 
 macro_rules! known_bugs {
     ($raft:ident) => {
@@ -33,6 +79,134 @@ macro_rules! known_bugs {
             })
             .unwrap();
             std::mem::take(&mut node.raft.msgs)
+        }
+
+        /// etcd-io/raft#397: leader 1 of {1, 2, 3} answers read A with 2's
+        /// heartbeat response; then reads B and A again (a client retrying
+        /// with the same context), and a late copy of 2's response to A's
+        /// first round arrives. Returns the reads answered after that copy.
+        pub fn late_heartbeat_response_after_a_reused_read_context() -> Vec<(Vec<u8>, u64)> {
+            let mut leader = ThreeNodeLeader::new();
+            leader.node.read_index(b"A".to_vec());
+            let heartbeat_to_2 = leader
+                .take_sent()
+                .into_iter()
+                .find(|m| m.get_msg_type() == MessageType::MsgHeartbeat && m.to == 2)
+                .expect("a heartbeat to 2");
+            let response = Message {
+                msg_type: MessageType::MsgHeartbeatResponse.into(),
+                from: 2,
+                to: 1,
+                term: 1,
+                context: heartbeat_to_2.context,
+                ..Default::default()
+            };
+            leader.node.step(response.clone()).unwrap();
+            let (_, first) = leader.drive();
+            assert_eq!(first.len(), 1, "A is answered");
+            leader.node.read_index(b"B".to_vec());
+            leader.node.read_index(b"A".to_vec());
+            leader.drive();
+            leader.node.step(response).unwrap();
+            leader.drive().1
+        }
+
+        /// A node of this engine over its own `MemStorage`.
+        pub struct EnginePeer {
+            node: RawNode<MemStorage>,
+            store: MemStorage,
+        }
+
+        type ThreeNodeLeader = EnginePeer;
+
+        impl EnginePeer {
+            /// Node `id` of voters {1, 2, 3}, fresh.
+            pub fn fresh(id: u64) -> EnginePeer {
+                let store =
+                    MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+                let logger = slog::Logger::root(slog::Discard, slog::o!());
+                let node = RawNode::new(&Config::new(id), store.clone(), &logger).unwrap();
+                EnginePeer { node, store }
+            }
+
+            /// Leader 1 of {1, 2, 3} at term 1, its empty entry committed by
+            /// 2's acknowledgement.
+            fn new() -> EnginePeer {
+                let mut peer = EnginePeer::fresh(1);
+                peer.node.campaign().unwrap();
+                peer.drive();
+                for msg_type in [
+                    MessageType::MsgRequestVoteResponse,
+                    MessageType::MsgAppendResponse,
+                ] {
+                    peer.node
+                        .step(Message {
+                            msg_type: msg_type.into(),
+                            from: 2,
+                            to: 1,
+                            term: 1,
+                            index: 1,
+                            ..Default::default()
+                        })
+                        .unwrap();
+                    peer.drive();
+                }
+                assert_eq!(peer.node.raft.raft_log.committed, 1);
+                peer
+            }
+
+            fn take_sent(&mut self) -> Vec<Message> {
+                self.drive().0
+            }
+
+            /// See [`crate::known_bugs::Peer::drive`].
+            pub fn drive(&mut self) -> (Vec<Message>, Vec<(Vec<u8>, u64)>) {
+                let mut sent = Vec::new();
+                let mut reads = Vec::new();
+                while self.node.has_ready() {
+                    let mut ready = self.node.ready();
+                    sent.extend(ready.take_messages());
+                    reads.extend(
+                        ready
+                            .take_read_states()
+                            .into_iter()
+                            .map(|rs| (rs.request_ctx, rs.index)),
+                    );
+                    self.store.wl().append(ready.entries()).unwrap();
+                    if let Some(hs) = ready.hs() {
+                        self.store.wl().set_hardstate(hs.clone());
+                    }
+                    sent.extend(ready.take_persisted_messages());
+                    let mut light = self.node.advance(ready);
+                    if let Some(commit) = light.commit_index() {
+                        self.store.wl().mut_hard_state().commit = commit;
+                    }
+                    sent.extend(light.take_messages());
+                    self.node.advance_apply();
+                }
+                (sent, reads)
+            }
+        }
+
+        impl crate::known_bugs::Peer for EnginePeer {
+            fn id(&self) -> u64 {
+                self.node.raft.id
+            }
+            fn step(&mut self, m: Message) {
+                let _ = self.node.step(m);
+            }
+            fn campaign(&mut self) {
+                self.node.campaign().unwrap();
+            }
+            fn read_index(&mut self, ctx: &[u8]) {
+                self.node.read_index(ctx.to_vec());
+            }
+            fn is_leader(&self) -> bool {
+                self.node.raft.state == $raft::StateRole::Leader
+            }
+            fn drive(&mut self) -> (Vec<Message>, Vec<(Vec<u8>, u64)>) {
+                EnginePeer::drive(self)
+            }
         }
 
         /// Found by the harness (priority seed 811): node 1 of voters
