@@ -110,7 +110,6 @@ impl Scenario {
     pub fn fork_may_fail(self) -> Option<&'static str> {
         match self {
             Scenario::StaleTail => Some("negative control: no engine survives a storage that keeps a stale tail"),
-            Scenario::ReadIndex => Some("0.7.0's stale ReadIndex (etcd-io/raft#397), not fixed in the fork yet"),
             Scenario::LeaseRead => Some("lease reads are not linearizable under partitions in 0.7.0: a leader checks its quorum only once per election timeout, so a cut-off leader still serves lease reads after the others elected and committed (a documented limitation)"),
             _ => None,
         }

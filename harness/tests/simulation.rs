@@ -318,7 +318,7 @@ fn reads_are_served_in_chaos_and_checked_on_both_engines() {
 }
 
 #[test]
-fn read_index_seed_24_serves_a_stale_read_on_upstream() {
+fn read_index_seed_24_serves_a_stale_read_on_upstream_and_not_on_the_fork() {
     // A muted leader n1 gets a late copy of an old forwarded read and late
     // heartbeat responses echoing that read's context: they confirm it and
     // release the reads queued before it, at n1's stale commit index.
@@ -331,6 +331,12 @@ fn read_index_seed_24_serves_a_stale_read_on_upstream() {
         .lines
         .iter()
         .any(|l| l.contains("3->1 MsgReadIndex") && l.contains("read 38")));
+    let fork = run(EngineKind::Fork, &o, TraceLevel::Hash);
+    assert_eq!(fork.ending, Ending::Passed);
+    assert!(matches!(
+        classify(&up, &fork),
+        Divergence::Explained { patch, .. } if patch == "0018"
+    ));
 }
 
 #[test]

@@ -182,12 +182,14 @@ impl fmt::Display for Compact<'_> {
             )?,
             _ => {}
         }
+        // The heartbeat context as a number: a read's id on upstream, a read
+        // position on the fork (patch 0018).
         if matches!(
             m.get_msg_type(),
             MessageType::MsgHeartbeat | MessageType::MsgHeartbeatResponse
         ) && !m.context.is_empty()
         {
-            write!(f, " read {}", read_id(&m.context))?;
+            write!(f, " ctx {}", read_id(&m.context))?;
         }
         Ok(())
     }
