@@ -1860,7 +1860,19 @@ impl<T: Storage> Raft<T> {
 
         let old_paused = pr.is_paused();
         if !pr.maybe_update(m.index) {
-            return;
+            // Fork: a response that only confirms the match of a probing
+            // follower moves it back to Replicate (etcd-io/raft#52), as after
+            // report_unreachable of a follower that is caught up.
+            if !(pr.matched == m.index && pr.state == ProgressState::Probe) {
+                return;
+            }
+            debug!(
+                self.r.logger,
+                #"fork-patch",
+                "fork patch 0019: {} confirmed its match {} while probing, back to replicate",
+                m.from,
+                m.index
+            );
         }
 
         match pr.state {
@@ -1933,7 +1945,22 @@ impl<T: Storage> Raft<T> {
             pr.ins.free_first_one();
         }
         // Does it request snapshot?
-        if pr.matched < self.r.raft_log.last_index() || pr.pending_request_snapshot != INVALID_INDEX
+        // Fork: a probing follower that is caught up gets an (empty) append
+        // too; its response moves it back to Replicate (etcd-io/raft#52).
+        let caught_up_probe = pr.state == ProgressState::Probe
+            && pr.matched >= self.r.raft_log.last_index()
+            && pr.pending_request_snapshot == INVALID_INDEX;
+        if caught_up_probe {
+            debug!(
+                self.r.logger,
+                #"fork-patch",
+                "fork patch 0019: {} is caught up but probing, sending it an append",
+                m.from
+            );
+        }
+        if pr.matched < self.r.raft_log.last_index()
+            || pr.pending_request_snapshot != INVALID_INDEX
+            || caught_up_probe
         {
             self.r.send_append(m.from, pr, &mut self.msgs);
         }

@@ -9,7 +9,7 @@ use crate::eraftpb::{
     EntryType, HardState, Message, MessageType,
 };
 use crate::storage::MemStorage;
-use crate::{default_logger, Config, RawNode, StateRole};
+use crate::{default_logger, Config, ProgressState, RawNode, StateRole};
 
 fn run(first: u64, last: u64, term: u64) -> Vec<Entry> {
     (first..=last)
@@ -268,4 +268,45 @@ fn a_late_heartbeat_response_does_not_confirm_a_reused_read_context() {
         node.raft.read_states
     );
     assert_eq!(node.raft.pending_read_count(), 2);
+}
+
+#[test]
+fn a_caught_up_follower_reported_unreachable_returns_to_replicate() {
+    let mut node = leader_of_three();
+    assert_eq!(node.raft.prs().get(2).unwrap().matched, 1);
+    node.report_unreachable(2);
+    assert_eq!(node.raft.prs().get(2).unwrap().state, ProgressState::Probe);
+    node.raft.msgs.clear();
+
+    let mut heartbeat_response = Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        commit: 1,
+        ..Default::default()
+    };
+    heartbeat_response.set_msg_type(MessageType::MsgHeartbeatResponse);
+    node.step(heartbeat_response).unwrap();
+    let appends: Vec<_> = node
+        .raft
+        .msgs
+        .iter()
+        .filter(|m| m.get_msg_type() == MessageType::MsgAppend && m.to == 2)
+        .map(|m| (m.index, m.entries.len()))
+        .collect();
+    assert_eq!(appends, vec![(1, 0)], "an empty append probing at 1");
+
+    let mut ack = Message {
+        from: 2,
+        to: 1,
+        term: 1,
+        index: 1,
+        ..Default::default()
+    };
+    ack.set_msg_type(MessageType::MsgAppendResponse);
+    node.step(ack).unwrap();
+    assert_eq!(
+        node.raft.prs().get(2).unwrap().state,
+        ProgressState::Replicate
+    );
 }
