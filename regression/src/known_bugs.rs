@@ -51,7 +51,10 @@ pub fn settle(peers: &mut [Box<dyn Peer>]) -> Vec<(u64, Vec<u8>, u64)> {
 
 macro_rules! known_bugs {
     ($raft:ident) => {
-        use $raft::eraftpb::{ConfState, Entry, HardState, Message, MessageType};
+        use $raft::eraftpb::{
+            ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState, Entry,
+            EntryType, HardState, Message, MessageType,
+        };
         use $raft::storage::MemStorage;
         use $raft::{Config, RawNode};
 
@@ -109,6 +112,99 @@ macro_rules! known_bugs {
             leader.drive();
             leader.node.step(response).unwrap();
             leader.drive().1
+        }
+
+        /// etcd-io/etcd#14538: leader 1 of {1, 2, 3} applies a change into a
+        /// joint configuration that leaves it by itself (3 becomes a learner
+        /// through `ConfChangeTransition::Implicit`). Returns the nodes the
+        /// leaving entry is sent to then.
+        pub fn leader_applies_an_auto_leave_configuration() -> Vec<u64> {
+            let mut leader = ThreeNodeLeader::new();
+            let change = ConfChangeV2 {
+                transition: ConfChangeTransition::Implicit.into(),
+                changes: vec![ConfChangeSingle {
+                    change_type: ConfChangeType::AddLearnerNode.into(),
+                    node_id: 3,
+                    ..Default::default()
+                }]
+                .into(),
+                ..Default::default()
+            };
+            // The change is proposed, committed with 2's acknowledgement and
+            // applied as entry 2; then the application applies it to raft.
+            leader
+                .node
+                .propose_conf_change(vec![], change.clone())
+                .unwrap();
+            leader.drive();
+            leader
+                .node
+                .step(Message {
+                    msg_type: MessageType::MsgAppendResponse.into(),
+                    from: 2,
+                    to: 1,
+                    term: 1,
+                    index: 2,
+                    ..Default::default()
+                })
+                .unwrap();
+            leader.drive();
+            assert_eq!(leader.node.raft.pending_conf_index, 2);
+            leader.node.apply_conf_change(&change).unwrap();
+            leader.node.advance_apply_to(2);
+            let leave = leader.node.raft.raft_log.last_index();
+            assert_eq!(leave, 3, "the leader appended the leaving entry");
+            leader
+                .drive()
+                .0
+                .iter()
+                .filter(|m| {
+                    m.get_msg_type() == MessageType::MsgAppend
+                        && m.entries.iter().any(|e| {
+                            e.index == leave && e.get_entry_type() == EntryType::EntryConfChangeV2
+                        })
+                })
+                .map(|m| m.to)
+                .collect()
+        }
+
+        /// etcd-io/raft#52: leader 1 reports follower 2, which is caught up,
+        /// unreachable; 2 then answers a heartbeat, and acknowledges its
+        /// match if the leader sends it an append. Returns whether 2 is back
+        /// in Replicate.
+        pub fn caught_up_follower_reported_unreachable() -> bool {
+            let mut leader = ThreeNodeLeader::new();
+            leader.node.report_unreachable(2);
+            leader.drive();
+            leader
+                .node
+                .step(Message {
+                    msg_type: MessageType::MsgHeartbeatResponse.into(),
+                    from: 2,
+                    to: 1,
+                    term: 1,
+                    commit: 1,
+                    ..Default::default()
+                })
+                .unwrap();
+            let sent = leader.drive().0;
+            if sent
+                .iter()
+                .any(|m| m.get_msg_type() == MessageType::MsgAppend && m.to == 2)
+            {
+                leader
+                    .node
+                    .step(Message {
+                        msg_type: MessageType::MsgAppendResponse.into(),
+                        from: 2,
+                        to: 1,
+                        term: 1,
+                        index: 1,
+                        ..Default::default()
+                    })
+                    .unwrap();
+            }
+            leader.node.raft.prs().get(2).unwrap().state == $raft::ProgressState::Replicate
         }
 
         /// A node of this engine over its own `MemStorage`.

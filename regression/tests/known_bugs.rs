@@ -106,3 +106,24 @@ fn an_upstream_leader_serves_reads_with_fork_followers() {
         ],
     );
 }
+
+#[test]
+fn upstream_does_not_send_the_auto_leave_entry() {
+    assert!(upstream::leader_applies_an_auto_leave_configuration().is_empty());
+}
+
+#[test]
+fn fork_sends_the_auto_leave_entry_to_the_caught_up_follower() {
+    // 3 has not answered the leader yet, so it is still probing, paused.
+    assert_eq!(fork::leader_applies_an_auto_leave_configuration(), vec![2]);
+}
+
+#[test]
+fn upstream_leaves_a_caught_up_follower_probing() {
+    assert!(!upstream::caught_up_follower_reported_unreachable());
+}
+
+#[test]
+fn fork_returns_a_caught_up_follower_to_replicate() {
+    assert!(fork::caught_up_follower_reported_unreachable());
+}
