@@ -98,11 +98,11 @@ impl ReadOnly {
     /// A request whose context is already unconfirmed is dropped, as in
     /// 0.7.0: the earlier one's answer carries that context.
     pub fn add_request(&mut self, index: u64, req: Message, logger: &Logger) {
-        let ctx: &[u8] = req.entries[0].data.as_ref();
+        let ctx = &req.entries[0].data[..];
         if self
             .unconfirmed_reads
             .iter()
-            .any(|read| read.req.entries[0].data.as_ref() == ctx)
+            .any(|read| read.req.entries[0].data[..] == *ctx)
         {
             return;
         }
