@@ -64,6 +64,19 @@ macro_rules! known_bugs {
         /// what node 1 sends.
         pub fn fresh_node_gets_a_lower_priority_pre_vote() -> Vec<Message> {
             let store = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+            pre_vote_from_lower_priority(store, 1, 0, 0)
+        }
+
+        /// Node 1 of voters {1, 2, 3} over `store`, with priority 2 and
+        /// pre-vote, steps a pre-vote from node 2, of priority 1, for `term`
+        /// with 2's last log entry at `index`@`log_term`. Returns what node 1
+        /// sends.
+        fn pre_vote_from_lower_priority(
+            store: MemStorage,
+            term: u64,
+            index: u64,
+            log_term: u64,
+        ) -> Vec<Message> {
             let config = Config {
                 id: 1,
                 pre_vote: true,
@@ -76,7 +89,9 @@ macro_rules! known_bugs {
                 msg_type: MessageType::MsgRequestPreVote.into(),
                 from: 2,
                 to: 1,
-                term: 1,
+                term,
+                index,
+                log_term,
                 priority: 1,
                 ..Default::default()
             })
@@ -323,26 +338,7 @@ macro_rules! known_bugs {
                 term: 2,
                 ..Default::default()
             });
-            let config = Config {
-                id: 1,
-                pre_vote: true,
-                priority: 2,
-                ..Config::new(1)
-            };
-            let logger = slog::Logger::root(slog::Discard, slog::o!());
-            let mut node = RawNode::new(&config, store, &logger).unwrap();
-            node.step(Message {
-                msg_type: MessageType::MsgRequestPreVote.into(),
-                from: 2,
-                to: 1,
-                term: 3,
-                index: 2,
-                log_term: 2,
-                priority: 1,
-                ..Default::default()
-            })
-            .unwrap();
-            std::mem::take(&mut node.raft.msgs)
+            pre_vote_from_lower_priority(store, 3, 2, 2)
         }
     };
 }
