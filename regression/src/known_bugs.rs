@@ -99,6 +99,17 @@ macro_rules! known_bugs {
             std::mem::take(&mut node.raft.msgs)
         }
 
+        /// A message of `msg_type` from node 2 to node 1 at term 1.
+        fn from_2(msg_type: MessageType) -> Message {
+            Message {
+                msg_type: msg_type.into(),
+                from: 2,
+                to: 1,
+                term: 1,
+                ..Default::default()
+            }
+        }
+
         /// etcd-io/raft#397: leader 1 of {1, 2, 3} answers read A with 2's
         /// heartbeat response; then reads B and A again (a client retrying
         /// with the same context), and a late copy of 2's response to A's
@@ -112,12 +123,8 @@ macro_rules! known_bugs {
                 .find(|m| m.get_msg_type() == MessageType::MsgHeartbeat && m.to == 2)
                 .expect("a heartbeat to 2");
             let response = Message {
-                msg_type: MessageType::MsgHeartbeatResponse.into(),
-                from: 2,
-                to: 1,
-                term: 1,
                 context: heartbeat_to_2.context,
-                ..Default::default()
+                ..from_2(MessageType::MsgHeartbeatResponse)
             };
             leader.node.step(response.clone()).unwrap();
             let (_, first) = leader.drive();
@@ -155,12 +162,8 @@ macro_rules! known_bugs {
             leader
                 .node
                 .step(Message {
-                    msg_type: MessageType::MsgAppendResponse.into(),
-                    from: 2,
-                    to: 1,
-                    term: 1,
                     index: 2,
-                    ..Default::default()
+                    ..from_2(MessageType::MsgAppendResponse)
                 })
                 .unwrap();
             leader.drive();
@@ -194,12 +197,8 @@ macro_rules! known_bugs {
             leader
                 .node
                 .step(Message {
-                    msg_type: MessageType::MsgHeartbeatResponse.into(),
-                    from: 2,
-                    to: 1,
-                    term: 1,
                     commit: 1,
-                    ..Default::default()
+                    ..from_2(MessageType::MsgHeartbeatResponse)
                 })
                 .unwrap();
             let sent = leader.drive().0;
@@ -210,12 +209,8 @@ macro_rules! known_bugs {
                 leader
                     .node
                     .step(Message {
-                        msg_type: MessageType::MsgAppendResponse.into(),
-                        from: 2,
-                        to: 1,
-                        term: 1,
                         index: 1,
-                        ..Default::default()
+                        ..from_2(MessageType::MsgAppendResponse)
                     })
                     .unwrap();
             }
@@ -252,12 +247,8 @@ macro_rules! known_bugs {
                 ] {
                     peer.node
                         .step(Message {
-                            msg_type: msg_type.into(),
-                            from: 2,
-                            to: 1,
-                            term: 1,
                             index: 1,
-                            ..Default::default()
+                            ..from_2(msg_type)
                         })
                         .unwrap();
                     peer.drive();
