@@ -74,9 +74,16 @@ fn leader_with_storage_ahead_commits_once_its_entry_is_persisted() {
     assert_eq!(node.raft.prs().get(1).unwrap().matched, 9);
 }
 
-#[test]
-fn fresh_node_rejects_a_lower_priority_pre_vote_at_term_0() {
-    let store = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+/// Node 1 of voters {1, 2, 3} over `store`, with priority 2 and pre-vote,
+/// steps a pre-vote from node 2, of priority 1, for `term` with 2's last
+/// entry at `index`@`log_term`; returns the node and its replies as
+/// (type, to, term, reject).
+fn pre_vote_from_lower_priority(
+    store: MemStorage,
+    term: u64,
+    index: u64,
+    log_term: u64,
+) -> (RawNode<MemStorage>, Vec<(MessageType, u64, u64, bool)>) {
     let config = Config {
         id: 1,
         pre_vote: true,
@@ -84,22 +91,30 @@ fn fresh_node_rejects_a_lower_priority_pre_vote_at_term_0() {
         ..Config::new(1)
     };
     let mut node = RawNode::new(&config, store, &default_logger()).unwrap();
-    assert_eq!(node.raft.term, 0);
     let mut pre_vote = Message {
         from: 2,
         to: 1,
-        term: 1,
+        term,
+        index,
+        log_term,
         priority: 1,
         ..Default::default()
     };
     pre_vote.set_msg_type(MessageType::MsgRequestPreVote);
     node.step(pre_vote).unwrap();
-    let replies: Vec<_> = node
+    let replies = node
         .raft
         .msgs
         .iter()
         .map(|m| (m.get_msg_type(), m.to, m.term, m.reject))
         .collect();
+    (node, replies)
+}
+
+#[test]
+fn fresh_node_rejects_a_lower_priority_pre_vote_at_term_0() {
+    let store = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+    let (node, replies) = pre_vote_from_lower_priority(store, 1, 0, 0);
     assert_eq!(
         replies,
         vec![(MessageType::MsgRequestPreVoteResponse, 2, 0, true)]
