@@ -132,30 +132,7 @@ fn a_lower_priority_candidate_with_a_newer_log_gets_the_pre_vote() {
         term: 2,
         ..Default::default()
     });
-    let config = Config {
-        id: 1,
-        pre_vote: true,
-        priority: 2,
-        ..Config::new(1)
-    };
-    let mut node = RawNode::new(&config, store, &default_logger()).unwrap();
-    let mut pre_vote = Message {
-        from: 2,
-        to: 1,
-        term: 3,
-        index: 2,
-        log_term: 2,
-        priority: 1,
-        ..Default::default()
-    };
-    pre_vote.set_msg_type(MessageType::MsgRequestPreVote);
-    node.step(pre_vote).unwrap();
-    let replies: Vec<_> = node
-        .raft
-        .msgs
-        .iter()
-        .map(|m| (m.get_msg_type(), m.to, m.term, m.reject))
-        .collect();
+    let (_, replies) = pre_vote_from_lower_priority(store, 3, 2, 2);
     assert_eq!(
         replies,
         vec![(MessageType::MsgRequestPreVoteResponse, 2, 3, false)]
