@@ -1,0 +1,175 @@
+//! The client API: JSON over HTTP/1.1 (axum).
+//!
+//! HTTP and JSON rather than gRPC because a broker's producers and
+//! operators reach it from any language with nothing but an HTTP client
+//! (`curl` included), and the bench measures what such clients see. The
+//! routes, with `curl` examples, are in the README.
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /v1/append` `{"records": ["a", "b"]}` | replicates the records as one entry; `{"offset": 0, "count": 2}` once applied here |
+//! | `GET /v1/records?from=0&max=100&linearizable=true` | reads records; linearizable (ReadIndex) unless `linearizable=false` |
+//! | `GET /v1/status` | role, leader, term, indexes, membership |
+//! | `POST /v1/membership` `{"op": "add-learner", "id": 4, "addr": "127.0.0.1:7004"}` | `add-learner`, `promote`, `remove` |
+//! | `GET /metrics` | Prometheus text |
+
+use std::sync::{Arc, RwLock};
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::handle::{MembershipChange, NodeHandle, RequestError};
+use crate::metrics::Metrics;
+use crate::state_machine::RecordLog;
+
+/// Records returned by one read at most.
+pub const MAX_READ_RECORDS: usize = 10_000;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The Ready loop.
+    pub node: NodeHandle,
+    /// The applied records, read without going through the loop.
+    pub log: Arc<RwLock<RecordLog>>,
+    /// The node's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// `POST /v1/append`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AppendRequest {
+    /// The records, as UTF-8 strings.
+    pub records: Vec<String>,
+}
+
+/// `GET /v1/records` parameters.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadQuery {
+    /// The first offset.
+    #[serde(default)]
+    pub from: u64,
+    /// How many records at most (capped at [`MAX_READ_RECORDS`]).
+    #[serde(default = "default_max")]
+    pub max: usize,
+    /// Whether to wait for ReadIndex first.
+    #[serde(default = "default_linearizable")]
+    pub linearizable: bool,
+}
+
+fn default_max() -> usize {
+    100
+}
+
+fn default_linearizable() -> bool {
+    true
+}
+
+/// `GET /v1/records` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReadResponse {
+    /// The records from `from`, in order.
+    pub records: Vec<String>,
+    /// Records in the log when read: the read saw offsets `0..end`.
+    pub end: u64,
+}
+
+/// An error answer: `{"error": "..."}` with a status code.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> ApiError {
+        let code = match e {
+            RequestError::NoLeader | RequestError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            RequestError::Refused(_) => StatusCode::CONFLICT,
+        };
+        ApiError(code, e.to_string())
+    }
+}
+
+fn bad_request(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+/// The router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/append", post(append))
+        .route("/v1/records", get(read))
+        .route("/v1/status", get(status))
+        .route("/v1/membership", post(membership))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Serves the API until `stop`.
+pub async fn serve(listener: TcpListener, state: ApiState, stop: CancellationToken) {
+    let server =
+        axum::serve(listener, router(state)).with_graceful_shutdown(stop.cancelled_owned());
+    if let Err(e) = server.await {
+        tracing::error!("API server: {e}");
+    }
+}
+
+async fn append(
+    State(state): State<ApiState>,
+    body: Result<Json<AppendRequest>, JsonRejection>,
+) -> Result<Json<crate::handle::Appended>, ApiError> {
+    let Json(request) = body.map_err(|e| bad_request(e.body_text()))?;
+    if request.records.is_empty() {
+        return Err(bad_request("records must not be empty"));
+    }
+    let records = request.records.into_iter().map(Bytes::from).collect();
+    Ok(Json(state.node.append(records).await?))
+}
+
+async fn read(
+    State(state): State<ApiState>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Json<ReadResponse>, ApiError> {
+    let Query(query) = query.map_err(|e| bad_request(e.body_text()))?;
+    if query.linearizable {
+        state.node.read_barrier().await?;
+    }
+    let log = state.log.read().unwrap_or_else(|e| e.into_inner());
+    let records = log
+        .read(query.from, query.max.min(MAX_READ_RECORDS))
+        .iter()
+        .map(|r| String::from_utf8_lossy(r).into_owned())
+        .collect();
+    Ok(Json(ReadResponse {
+        records,
+        end: log.len(),
+    }))
+}
+
+async fn status(State(state): State<ApiState>) -> Result<Json<crate::handle::Status>, ApiError> {
+    Ok(Json(state.node.status().await?))
+}
+
+async fn membership(
+    State(state): State<ApiState>,
+    body: Result<Json<MembershipChange>, JsonRejection>,
+) -> Result<Json<crate::handle::Membership>, ApiError> {
+    let Json(change) = body.map_err(|e| bad_request(e.body_text()))?;
+    Ok(Json(state.node.change_membership(change).await?))
+}
+
+async fn metrics(State(state): State<ApiState>) -> String {
+    state.metrics.render()
+}

@@ -1,0 +1,215 @@
+//! A small HTTP/1.1 client of the API, over one kept-alive connection: the
+//! bench's producers, `raft-node admin`, the cluster's readiness checks and
+//! the nemesis clients all use it.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpStream;
+
+use crate::api::{AppendRequest, ReadResponse};
+use crate::handle::{Appended, Membership, MembershipChange, Status};
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The connection failed or broke.
+    #[error("{addr}: {source}")]
+    Connection {
+        /// The node.
+        addr: SocketAddr,
+        /// The cause.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The node answered with an error status.
+    #[error("{addr}: HTTP {status}: {body}")]
+    Status {
+        /// The node.
+        addr: SocketAddr,
+        /// The status.
+        status: StatusCode,
+        /// The body (`{"error": ...}`).
+        body: String,
+    },
+    /// The answer was not the expected JSON.
+    #[error("{addr}: unexpected answer: {source}")]
+    Body {
+        /// The node.
+        addr: SocketAddr,
+        /// The cause.
+        source: serde_json::Error,
+    },
+}
+
+impl ClientError {
+    /// The HTTP status, if the node answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// One connection to one node's API.
+pub struct Client {
+    addr: SocketAddr,
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Client {
+    /// Connects.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Connection`].
+    pub async fn connect(addr: SocketAddr) -> Result<Client, ClientError> {
+        let broken = |source: Box<dyn std::error::Error + Send + Sync>| ClientError::Connection {
+            addr,
+            source,
+        };
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| broken(e.into()))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| broken(e.into()))?;
+        tokio::spawn(connection);
+        Ok(Client { addr, sender })
+    }
+
+    /// The node's API address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<T, ClientError> {
+        let addr = self.addr;
+        let broken = |source: Box<dyn std::error::Error + Send + Sync>| ClientError::Connection {
+            addr,
+            source,
+        };
+        self.sender.ready().await.map_err(|e| broken(e.into()))?;
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .expect("a well-formed request");
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| broken(e.into()))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| broken(e.into()))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                addr,
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|source| ClientError::Body { addr, source })
+    }
+
+    fn json(value: &impl Serialize) -> Bytes {
+        Bytes::from(serde_json::to_vec(value).expect("plain structs serialize"))
+    }
+
+    /// `POST /v1/append`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError`].
+    pub async fn append(&mut self, records: Vec<String>) -> Result<Appended, ClientError> {
+        let body = Self::json(&AppendRequest { records });
+        self.call(Method::POST, "/v1/append", body).await
+    }
+
+    /// `GET /v1/records`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError`].
+    pub async fn read(
+        &mut self,
+        from: u64,
+        max: usize,
+        linearizable: bool,
+    ) -> Result<ReadResponse, ClientError> {
+        let path = format!("/v1/records?from={from}&max={max}&linearizable={linearizable}");
+        self.call(Method::GET, &path, Bytes::new()).await
+    }
+
+    /// `GET /v1/status`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError`].
+    pub async fn status(&mut self) -> Result<Status, ClientError> {
+        self.call(Method::GET, "/v1/status", Bytes::new()).await
+    }
+
+    /// `POST /v1/membership`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError`].
+    pub async fn change_membership(
+        &mut self,
+        change: &MembershipChange,
+    ) -> Result<Membership, ClientError> {
+        self.call(Method::POST, "/v1/membership", Self::json(change))
+            .await
+    }
+
+    /// `GET /metrics`, as text.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError`].
+    pub async fn metrics(&mut self) -> Result<String, ClientError> {
+        let addr = self.addr;
+        let broken = |source: Box<dyn std::error::Error + Send + Sync>| ClientError::Connection {
+            addr,
+            source,
+        };
+        self.sender.ready().await.map_err(|e| broken(e.into()))?;
+        let request = Request::builder()
+            .uri("/metrics")
+            .header("host", addr.to_string())
+            .body(Full::new(Bytes::new()))
+            .expect("a well-formed request");
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| broken(e.into()))?;
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| broken(e.into()))?
+            .to_bytes();
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+}

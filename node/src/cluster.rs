@@ -1,0 +1,279 @@
+//! Several nodes as child processes on loopback: `raft-node cluster`, the
+//! bench, the nemesis and the process tests start them through this.
+//!
+//! Every child is reaped: [`LocalCluster`]'s `Drop` kills what is still
+//! running, so a failing test leaves no process behind.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::client::Client;
+use crate::config::NodeConfig;
+
+/// Loopback addresses nobody listens on right now. They are free when
+/// returned; a process started soon after binds them.
+///
+/// # Panics
+///
+/// If the loopback interface cannot bind an ephemeral port.
+pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("an ephemeral loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("a bound socket has an address"))
+        .collect()
+}
+
+/// Configurations for `n` founding members under `dir`, on free ports.
+pub fn plan(n: u64, dir: &Path) -> Vec<NodeConfig> {
+    let addrs = free_addrs(2 * n as usize);
+    let peers: BTreeMap<u64, SocketAddr> = (1..=n).map(|id| (id, addrs[id as usize - 1])).collect();
+    (1..=n)
+        .map(|id| {
+            let api = addrs[(n + id) as usize - 1];
+            NodeConfig::new(id, dir.join(format!("node-{id}")), api, peers.clone())
+        })
+        .collect()
+}
+
+/// The `raft-node serve` flags for a configuration.
+pub fn serve_args(config: &NodeConfig) -> Vec<String> {
+    let mut args = vec![
+        "serve".to_string(),
+        format!("--id={}", config.id),
+        format!("--dir={}", config.dir.display()),
+        format!("--api={}", config.api),
+        format!("--tick-ms={}", config.tick_ms),
+        format!("--election-ticks={}", config.election_ticks),
+        format!("--heartbeat-ticks={}", config.heartbeat_ticks),
+        format!("--snapshot-entries={}", config.snapshot_entries),
+        format!("--log-tail-entries={}", config.log_tail_entries),
+    ];
+    args.extend(
+        config
+            .peers
+            .iter()
+            .map(|(id, addr)| format!("--peer={id}={addr}")),
+    );
+    if config.join {
+        args.push("--join".into());
+    }
+    args
+}
+
+struct NodeProcess {
+    config: NodeConfig,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// Nodes running as child processes of this one.
+pub struct LocalCluster {
+    binary: PathBuf,
+    nodes: BTreeMap<u64, NodeProcess>,
+}
+
+impl LocalCluster {
+    /// Starts one process per configuration; each logs to `<dir>.log`
+    /// beside its WAL directory.
+    ///
+    /// # Errors
+    ///
+    /// A process could not be started.
+    pub fn start(binary: &Path, configs: Vec<NodeConfig>) -> std::io::Result<LocalCluster> {
+        let mut cluster = LocalCluster {
+            binary: binary.to_owned(),
+            nodes: BTreeMap::new(),
+        };
+        for config in configs {
+            cluster.add(config)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts one more node.
+    ///
+    /// # Errors
+    ///
+    /// The process could not be started.
+    pub fn add(&mut self, config: NodeConfig) -> std::io::Result<()> {
+        let log = config.dir.with_extension("log");
+        let id = config.id;
+        self.nodes.insert(
+            id,
+            NodeProcess {
+                config,
+                log,
+                child: None,
+            },
+        );
+        self.restart(id)
+    }
+
+    /// The node ids.
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// A node's configuration.
+    ///
+    /// # Panics
+    ///
+    /// For an id the cluster does not have.
+    pub fn config(&self, id: u64) -> &NodeConfig {
+        &self.nodes[&id].config
+    }
+
+    /// A node's API address.
+    pub fn api(&self, id: u64) -> SocketAddr {
+        self.config(id).api
+    }
+
+    /// A node's log file.
+    pub fn log_path(&self, id: u64) -> &Path {
+        &self.nodes[&id].log
+    }
+
+    /// Whether the node's process is running (not killed, not exited).
+    pub fn is_up(&mut self, id: u64) -> bool {
+        let node = self.nodes.get_mut(&id).expect("a known node");
+        match node.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Starts the node's process again (or for the first time).
+    ///
+    /// # Errors
+    ///
+    /// The process could not be started.
+    pub fn restart(&mut self, id: u64) -> std::io::Result<()> {
+        let node = self.nodes.get_mut(&id).expect("a known node");
+        if let Some(mut old) = node.child.take() {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        if let Some(parent) = node.log.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)?;
+        let child = Command::new(&self.binary)
+            .args(serve_args(&node.config))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// Sends a signal to a running node.
+    fn signal(&mut self, id: u64, signal: Signal) {
+        if let Some(child) = self.nodes.get_mut(&id).and_then(|n| n.child.as_mut()) {
+            let _ = kill(Pid::from_raw(child.id() as i32), signal);
+        }
+    }
+
+    /// SIGKILL: the process dies at once, with whatever it had not synced.
+    pub fn kill(&mut self, id: u64) {
+        self.signal(id, Signal::SIGKILL);
+        if let Some(mut child) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) {
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the process freezes, sockets open, like a long GC pause.
+    pub fn pause(&mut self, id: u64) {
+        self.signal(id, Signal::SIGSTOP);
+    }
+
+    /// SIGCONT after [`LocalCluster::pause`].
+    pub fn resume(&mut self, id: u64) {
+        self.signal(id, Signal::SIGCONT);
+    }
+
+    /// SIGTERM to every node, then waits up to `grace` before SIGKILL.
+    pub fn stop(&mut self, grace: Duration) {
+        let ids = self.ids();
+        for &id in &ids {
+            self.resume(id);
+            self.signal(id, Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + grace;
+        for id in ids {
+            if let Some(mut child) = self.nodes.get_mut(&id).and_then(|n| n.child.take()) {
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// Waits until every running node names the same leader, which is
+    /// itself running; returns it.
+    ///
+    /// # Errors
+    ///
+    /// No agreement within `timeout`: the statuses seen last.
+    pub async fn wait_for_leader(&mut self, timeout: Duration) -> Result<u64, String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            let up: Vec<u64> = self
+                .ids()
+                .into_iter()
+                .filter(|&id| self.is_up(id))
+                .collect();
+            let mut leaders = Vec::new();
+            for &id in &up {
+                match status(self.api(id)).await {
+                    Ok(s) => leaders.push(s.leader),
+                    Err(e) => last = e,
+                }
+            }
+            if leaders.len() == up.len() && !leaders.is_empty() {
+                let leader = leaders[0];
+                if leader != 0 && leaders.iter().all(|&l| l == leader) && up.contains(&leader) {
+                    return Ok(leader);
+                }
+                last = format!("nodes {up:?} name leaders {leaders:?}");
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no agreed leader within {timeout:?}: {last}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn status(api: SocketAddr) -> Result<crate::handle::Status, String> {
+    let mut client = Client::connect(api).await.map_err(|e| e.to_string())?;
+    client.status().await.map_err(|e| e.to_string())
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for node in self.nodes.values_mut() {
+            if let Some(mut child) = node.child.take() {
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

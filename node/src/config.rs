@@ -1,0 +1,319 @@
+//! A node's configuration: `raft-node serve` flags or the same keys in a
+//! TOML file, checked before anything starts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML file does not parse.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: toml::de::Error,
+    },
+    /// The values contradict each other or the stored state.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Everything one node needs to start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's raft id (not 0).
+    pub id: u64,
+    /// The WAL directory.
+    pub dir: PathBuf,
+    /// The client API (HTTP) address.
+    pub api: SocketAddr,
+    /// The raft address of every member, this node included: it listens on
+    /// its own entry and dials the others there. In TOML a table keyed by
+    /// id: `[peers]` then `1 = "127.0.0.1:7001"`.
+    #[serde(with = "peer_table")]
+    pub peers: BTreeMap<u64, SocketAddr>,
+    /// Start outside the configuration and wait to be added by
+    /// `raft-node admin add-learner`, instead of founding a cluster of
+    /// `peers`.
+    #[serde(default)]
+    pub join: bool,
+    /// Milliseconds per raft tick.
+    #[serde(default = "defaults::tick_ms")]
+    pub tick_ms: u64,
+    /// Ticks before a follower that hears no leader campaigns.
+    #[serde(default = "defaults::election_ticks")]
+    pub election_ticks: usize,
+    /// Ticks between a leader's heartbeats.
+    #[serde(default = "defaults::heartbeat_ticks")]
+    pub heartbeat_ticks: usize,
+    /// Applied entries between two snapshots of the record log.
+    #[serde(default = "defaults::snapshot_entries")]
+    pub snapshot_entries: u64,
+    /// Entries kept in the WAL behind a snapshot, so a follower a little
+    /// behind catches up by log rather than by snapshot.
+    #[serde(default = "defaults::log_tail_entries")]
+    pub log_tail_entries: u64,
+}
+
+/// TOML keys are strings: the peer table is keyed by the id's digits.
+mod peer_table {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        peers: &BTreeMap<u64, SocketAddr>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let table: BTreeMap<String, &SocketAddr> =
+            peers.iter().map(|(id, a)| (id.to_string(), a)).collect();
+        table.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<u64, SocketAddr>, D::Error> {
+        BTreeMap::<String, SocketAddr>::deserialize(d)?
+            .into_iter()
+            .map(|(id, addr)| {
+                let id = id
+                    .parse()
+                    .map_err(|e| D::Error::custom(format!("peer id `{id}`: {e}")))?;
+                Ok((id, addr))
+            })
+            .collect()
+    }
+}
+
+mod defaults {
+    pub fn tick_ms() -> u64 {
+        50
+    }
+    pub fn election_ticks() -> usize {
+        10
+    }
+    pub fn heartbeat_ticks() -> usize {
+        2
+    }
+    pub fn snapshot_entries() -> u64 {
+        50_000
+    }
+    pub fn log_tail_entries() -> u64 {
+        5_000
+    }
+}
+
+impl NodeConfig {
+    /// A configuration with the defaults for everything but the addresses.
+    pub fn new(id: u64, dir: PathBuf, api: SocketAddr, peers: BTreeMap<u64, SocketAddr>) -> Self {
+        NodeConfig {
+            id,
+            dir,
+            api,
+            peers,
+            join: false,
+            tick_ms: defaults::tick_ms(),
+            election_ticks: defaults::election_ticks(),
+            heartbeat_ticks: defaults::heartbeat_ticks(),
+            snapshot_entries: defaults::snapshot_entries(),
+            log_tail_entries: defaults::log_tail_entries(),
+        }
+    }
+
+    /// Reads a TOML file with the keys of this struct.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or parsed, or [`NodeConfig::check`] refuses it.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: NodeConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// This node's own raft address.
+    pub fn listen(&self) -> SocketAddr {
+        self.peers[&self.id]
+    }
+
+    /// Checks what can be checked without the WAL.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] saying which value is wrong.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.id == 0 {
+            return invalid("node id 0 is reserved by raft; ids start at 1".into());
+        }
+        if !self.peers.contains_key(&self.id) {
+            return invalid(format!(
+                "node id {} has no --peer entry; peers are {:?} (the list names every member, this node included)",
+                self.id,
+                self.peers.keys().collect::<Vec<_>>()
+            ));
+        }
+        let mut seen = BTreeMap::new();
+        for (id, addr) in &self.peers {
+            if let Some(other) = seen.insert(addr, id) {
+                return invalid(format!("nodes {other} and {id} share the address {addr}"));
+            }
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
+            return invalid(format!(
+                "election_ticks ({}) must exceed heartbeat_ticks ({}), which must be at least 1",
+                self.election_ticks, self.heartbeat_ticks
+            ));
+        }
+        if self.tick_ms == 0 || self.snapshot_entries == 0 {
+            return invalid("tick_ms and snapshot_entries must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Checks the configuration against the membership the WAL holds, so a
+    /// node restarted with a wrong id or peer list refuses to run instead of
+    /// talking to the wrong nodes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the stored members.
+    pub fn check_against_stored(
+        &self,
+        voters: &[u64],
+        learners: &[u64],
+    ) -> Result<(), ConfigError> {
+        let stored: Vec<u64> = voters.iter().chain(learners).copied().collect();
+        if stored.is_empty() {
+            return Ok(());
+        }
+        let dir = self.dir.display();
+        if !stored.contains(&self.id) {
+            return Err(ConfigError::Invalid(format!(
+                "node id {} is not a member of the cluster stored in {dir} (voters {voters:?}, learners {learners:?}): wrong --id or --dir?",
+                self.id
+            )));
+        }
+        let unnamed: Vec<u64> = stored
+            .iter()
+            .filter(|id| !self.peers.contains_key(id))
+            .copied()
+            .collect();
+        if !unnamed.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "members {unnamed:?} of the cluster stored in {dir} have no --peer address (voters {voters:?}, learners {learners:?})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Parses `ID=HOST:PORT`, the form of `--peer`.
+///
+/// # Errors
+///
+/// A message saying what is wrong, for clap to print.
+pub fn parse_peer(s: &str) -> Result<(u64, SocketAddr), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not ID=HOST:PORT"))?;
+    let id = id.parse().map_err(|e| format!("peer id `{id}`: {e}"))?;
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("peer address `{addr}`: {e}"))?;
+    Ok((id, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three() -> NodeConfig {
+        let peers = (1..=3)
+            .map(|i| (i, format!("127.0.0.1:{}", 7000 + i).parse().unwrap()))
+            .collect();
+        NodeConfig::new(2, "d".into(), "127.0.0.1:8002".parse().unwrap(), peers)
+    }
+
+    #[test]
+    fn an_id_without_a_peer_entry_is_refused() {
+        let mut c = three();
+        c.id = 4;
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("node id 4 has no --peer entry"), "{e}");
+    }
+
+    #[test]
+    fn two_peers_on_one_address_are_refused() {
+        let mut c = three();
+        c.peers.insert(3, c.peers[&1]);
+        assert!(c
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("share the address"));
+    }
+
+    #[test]
+    fn a_restart_under_another_id_or_peer_list_is_refused() {
+        let c = three();
+        c.check_against_stored(&[1, 2, 3], &[]).unwrap();
+        let e = c
+            .check_against_stored(&[1, 3, 4], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node id 2 is not a member"), "{e}");
+        let e = c
+            .check_against_stored(&[1, 2], &[5])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("members [5]"), "{e}");
+    }
+
+    #[test]
+    fn toml_uses_the_field_names_and_defaults() {
+        let text = "id = 2\ndir = \"d\"\napi = \"127.0.0.1:8002\"\n[peers]\n1 = \"127.0.0.1:7001\"\n2 = \"127.0.0.1:7002\"\n3 = \"127.0.0.1:7003\"\n";
+        let parsed: NodeConfig = toml::from_str(text).unwrap();
+        assert_eq!(parsed, three());
+        assert_eq!(
+            toml::from_str::<NodeConfig>(&toml::to_string(&parsed).unwrap()).unwrap(),
+            parsed
+        );
+        let bad = text.replace("3 = ", "three = ");
+        assert!(toml::from_str::<NodeConfig>(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("peer id `three`"));
+    }
+
+    #[test]
+    fn peer_flags_parse_or_say_why_not() {
+        assert_eq!(parse_peer("3=127.0.0.1:9").unwrap().0, 3);
+        assert!(parse_peer("3:127.0.0.1:9")
+            .unwrap_err()
+            .contains("ID=HOST:PORT"));
+        assert!(parse_peer("x=127.0.0.1:9").unwrap_err().contains("peer id"));
+    }
+}

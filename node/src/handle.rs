@@ -1,0 +1,198 @@
+//! What the rest of the process asks of the Ready loop, and the handle it
+//! asks through. Every request carries a oneshot for its answer; the loop
+//! owns the `RawNode`, so nothing else ever locks it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use raft::SnapshotStatus;
+use raft_proto::eraftpb::Message;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests to the Ready loop.
+pub enum Input {
+    /// A client's records, to be replicated as one entry.
+    Append {
+        /// The records.
+        records: Vec<Bytes>,
+        /// The offsets once applied.
+        reply: oneshot::Sender<Result<Appended, RequestError>>,
+    },
+    /// A linearizable read barrier: answered once this node has applied
+    /// everything committed when the read arrived (ReadIndex).
+    ReadBarrier {
+        /// The applied index the read may be served at.
+        reply: oneshot::Sender<Result<u64, RequestError>>,
+    },
+    /// A membership change, applied before answering.
+    ChangeMembership {
+        /// The change.
+        change: MembershipChange,
+        /// The new configuration once applied.
+        reply: oneshot::Sender<Result<Membership, RequestError>>,
+    },
+    /// The node's state, for `/v1/status`.
+    Status {
+        /// The answer.
+        reply: oneshot::Sender<Status>,
+    },
+    /// A message from a peer.
+    Raft(Box<Message>),
+    /// The transport could not reach a peer.
+    Unreachable(u64),
+    /// The transport sent, or failed to send, a snapshot to a peer.
+    SnapshotSent(u64, SnapshotStatus),
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Appended {
+    /// The offset of the first record.
+    pub offset: u64,
+    /// How many records.
+    pub count: u64,
+}
+
+/// A membership change, as `raft-node admin` asks for it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum MembershipChange {
+    /// Add a node as a learner: it receives the log but does not vote.
+    AddLearner {
+        /// Its id.
+        id: u64,
+        /// Its raft address.
+        addr: std::net::SocketAddr,
+    },
+    /// Make a learner a voter.
+    Promote {
+        /// Its id.
+        id: u64,
+    },
+    /// Remove a node.
+    Remove {
+        /// Its id.
+        id: u64,
+    },
+}
+
+/// The members after a change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Membership {
+    /// Voters.
+    pub voters: Vec<u64>,
+    /// Learners.
+    pub learners: Vec<u64>,
+}
+
+/// A node's state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: u64,
+    /// The leader it knows of, 0 for none.
+    pub leader: u64,
+    /// Its role: Follower, PreCandidate, Candidate or Leader.
+    pub role: String,
+    /// Its term.
+    pub term: u64,
+    /// Its commit index.
+    pub commit: u64,
+    /// Its applied index.
+    pub applied: u64,
+    /// Its WAL's last index.
+    pub last_index: u64,
+    /// Records in its log.
+    pub records: u64,
+    /// The members.
+    pub membership: Membership,
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize, PartialEq, Eq)]
+pub enum RequestError {
+    /// No leader is known: an election is under way or this node is cut off.
+    #[error("no leader known; retry")]
+    NoLeader,
+    /// The request was not answered in time; an append may still commit.
+    #[error("timed out; an append may still have committed")]
+    Timeout,
+    /// The request was refused (an invalid membership change).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The node is shutting down.
+    #[error("the node is stopping")]
+    Stopping,
+}
+
+/// A cloneable sender of [`Input`]s, with a timeout on every answer.
+#[derive(Clone)]
+pub struct NodeHandle {
+    inbox: mpsc::Sender<Input>,
+    timeout: Duration,
+}
+
+impl NodeHandle {
+    /// A handle on the loop reading `inbox`.
+    pub fn new(inbox: mpsc::Sender<Input>, timeout: Duration) -> NodeHandle {
+        NodeHandle { inbox, timeout }
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Input,
+    ) -> Result<T, RequestError> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox
+            .send(make(reply))
+            .await
+            .map_err(|_| RequestError::Stopping)?;
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(RequestError::Stopping),
+            Err(_) => Err(RequestError::Timeout),
+        }
+    }
+
+    /// Replicates `records`; answers with their offsets once applied here.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError`]: no leader, timeout, stopping.
+    pub async fn append(&self, records: Vec<Bytes>) -> Result<Appended, RequestError> {
+        self.ask(|reply| Input::Append { records, reply }).await?
+    }
+
+    /// Waits until a read at this node is linearizable; returns the applied
+    /// index it may be served at.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError`]: no leader, timeout, stopping.
+    pub async fn read_barrier(&self) -> Result<u64, RequestError> {
+        self.ask(|reply| Input::ReadBarrier { reply }).await?
+    }
+
+    /// Proposes a membership change; answers once it is applied here.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError`]: refused, no leader, timeout, stopping.
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> Result<Membership, RequestError> {
+        self.ask(|reply| Input::ChangeMembership { change, reply })
+            .await?
+    }
+
+    /// The node's state.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::Stopping`] or a timeout.
+    pub async fn status(&self) -> Result<Status, RequestError> {
+        self.ask(|reply| Input::Status { reply }).await
+    }
+}

@@ -1,0 +1,22 @@
+//! A reference raft node: the fork's `RawNode` on `raft-wal-storage`, one
+//! OS process per node, peers over TCP, and a replicated record log (one
+//! broker partition) behind a JSON/HTTP API.
+//!
+//! The layout is the architecture: [`ready_loop`] drives raft and is the
+//! file to read first; [`transport`] moves raft messages between
+//! processes; [`state_machine`] is the record log; [`api`] is what clients
+//! call; [`serve`] wires one node together. [`cluster`] starts several
+//! nodes as child processes, which `raft-node cluster`, [`bench`] and
+//! [`nemesis`] build on.
+
+pub mod api;
+pub mod client;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod handle;
+pub mod metrics;
+pub mod ready_loop;
+pub mod serve;
+pub mod state_machine;
+pub mod transport;

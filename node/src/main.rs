@@ -1,0 +1,218 @@
+//! `raft-node`: run a node, a local cluster, the bench, membership changes
+//! and the nemesis.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use raft_node::client::Client;
+use raft_node::cluster::{self, LocalCluster};
+use raft_node::config::{parse_peer, NodeConfig};
+use raft_node::handle::MembershipChange;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "A reference raft node on the maintained raft-rs 0.7 line and raft-wal-storage"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node in this process.
+    Serve(ServeArgs),
+    /// Start N nodes as child processes on loopback; Ctrl-C stops them.
+    Cluster(ClusterArgs),
+    /// Change the membership through a node's API.
+    Admin(AdminArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// A TOML file with the keys of the flags below (`id`, `dir`, `api`,
+    /// `[peers]`, ...), instead of the flags.
+    #[arg(long, exclusive = true)]
+    config: Option<PathBuf>,
+    /// This node's raft id.
+    #[arg(long, required_unless_present = "config")]
+    id: Option<u64>,
+    /// The WAL directory.
+    #[arg(long, required_unless_present = "config")]
+    dir: Option<PathBuf>,
+    /// The client API address.
+    #[arg(long, required_unless_present = "config")]
+    api: Option<SocketAddr>,
+    /// ID=HOST:PORT raft address of a member, this node included; repeat.
+    #[arg(long = "peer", value_parser = parse_peer, required_unless_present = "config")]
+    peers: Vec<(u64, SocketAddr)>,
+    /// Start outside the configuration and wait to be added.
+    #[arg(long)]
+    join: bool,
+    #[arg(long, default_value_t = 50)]
+    tick_ms: u64,
+    #[arg(long, default_value_t = 10)]
+    election_ticks: usize,
+    #[arg(long, default_value_t = 2)]
+    heartbeat_ticks: usize,
+    #[arg(long, default_value_t = 50_000)]
+    snapshot_entries: u64,
+    #[arg(long, default_value_t = 5_000)]
+    log_tail_entries: u64,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> Result<NodeConfig, raft_node::config::ConfigError> {
+        if let Some(path) = self.config {
+            return NodeConfig::from_toml_file(&path);
+        }
+        let peers: BTreeMap<u64, SocketAddr> = self.peers.into_iter().collect();
+        let mut config = NodeConfig::new(
+            self.id.expect("clap requires --id"),
+            self.dir.expect("clap requires --dir"),
+            self.api.expect("clap requires --api"),
+            peers,
+        );
+        config.join = self.join;
+        config.tick_ms = self.tick_ms;
+        config.election_ticks = self.election_ticks;
+        config.heartbeat_ticks = self.heartbeat_ticks;
+        config.snapshot_entries = self.snapshot_entries;
+        config.log_tail_entries = self.log_tail_entries;
+        config.check()?;
+        Ok(config)
+    }
+}
+
+#[derive(Args)]
+struct ClusterArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Where the nodes keep their WALs and logs.
+    #[arg(long)]
+    dir: PathBuf,
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// Any node's API address (a follower forwards to the leader).
+    #[arg(long)]
+    api: SocketAddr,
+    #[command(subcommand)]
+    change: AdminChange,
+}
+
+#[derive(Subcommand)]
+enum AdminChange {
+    /// Add a node as a learner (start it first with `serve --join`).
+    AddLearner {
+        id: u64,
+        /// Its raft address.
+        addr: SocketAddr,
+    },
+    /// Make a learner a voter.
+    Promote { id: u64 },
+    /// Remove a node.
+    Remove { id: u64 },
+    /// Print the node's status.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Cluster(args) => run_cluster(args).await,
+            Command::Admin(args) => admin(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyError = Box<dyn std::error::Error>;
+
+/// Cancelled on SIGINT or SIGTERM.
+fn stop_on_signal() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        token.cancel();
+    });
+    stop
+}
+
+async fn serve(args: ServeArgs) -> Result<(), AnyError> {
+    let config = args.into_config()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let span = tracing::info_span!("node", id = config.id);
+    let _entered = span.enter();
+    raft_node::serve::run(config, stop_on_signal()).await?;
+    Ok(())
+}
+
+async fn run_cluster(args: ClusterArgs) -> Result<(), AnyError> {
+    std::fs::create_dir_all(&args.dir)?;
+    let configs = cluster::plan(args.nodes, &args.dir);
+    let mut nodes = LocalCluster::start(&std::env::current_exe()?, configs)?;
+    for id in nodes.ids() {
+        let c = nodes.config(id);
+        println!(
+            "node {id}: api http://{} raft {} log {}",
+            c.api,
+            c.listen(),
+            nodes.log_path(id).display()
+        );
+    }
+    let leader = nodes.wait_for_leader(Duration::from_secs(20)).await?;
+    println!("leader: node {leader}; Ctrl-C stops the cluster");
+    stop_on_signal().cancelled().await;
+    nodes.stop(Duration::from_secs(5));
+    println!("stopped");
+    Ok(())
+}
+
+async fn admin(args: AdminArgs) -> Result<(), AnyError> {
+    let mut client = Client::connect(args.api).await?;
+    let change = match args.change {
+        AdminChange::Status => {
+            println!("{}", serde_json::to_string_pretty(&client.status().await?)?);
+            return Ok(());
+        }
+        AdminChange::AddLearner { id, addr } => MembershipChange::AddLearner { id, addr },
+        AdminChange::Promote { id } => MembershipChange::Promote { id },
+        AdminChange::Remove { id } => MembershipChange::Remove { id },
+    };
+    let membership = client.change_membership(&change).await?;
+    println!("{}", serde_json::to_string(&membership)?);
+    Ok(())
+}

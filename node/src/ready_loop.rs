@@ -1,0 +1,541 @@
+//! The Ready loop: the one task that owns the `RawNode`.
+//!
+//! Users come here to see how raft-rs 0.7 is driven, so the steps of
+//! [`ReadyLoop::handle_ready`] follow the order raft-rs documents for
+//! `RawNode::ready`, each with the reason it sits where it does.
+//!
+//! Batching: the loop takes every request already queued before it asks
+//! for a Ready, so one Ready (one WAL write, one fdatasync) carries all the
+//! proposals that arrived while the previous one was being persisted.
+//!
+//! Blocking: WAL calls (writes, fdatasync) run on tokio's blocking pool,
+//! never on a runtime thread; the loop awaits them, so the `RawNode` is
+//! untouched while the disk works.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use protobuf::Message as _;
+use raft::{RawNode, StateRole, Storage};
+use raft_proto::eraftpb::{
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
+    HardState, Message, Snapshot,
+};
+use raft_proto::ConfChangeI;
+use raft_wal_storage::{WalError, WalStorage};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::NodeConfig;
+use crate::error::NodeError;
+use crate::handle::{Appended, Input, Membership, MembershipChange, RequestError, Status};
+use crate::metrics::Metrics;
+use crate::state_machine::{Proposal, RecordLog};
+use crate::transport::Peers;
+
+/// Requests taken into one Ready at most, so a flood of clients cannot
+/// starve ticks and peer messages.
+const INPUTS_PER_READY: usize = 4096;
+
+/// What a membership change carries in its `context`, so the node that
+/// proposed it can answer its caller, and every node learns a new
+/// member's address.
+#[derive(Serialize, Deserialize)]
+struct ChangeContext {
+    proposer: u64,
+    seq: u64,
+    addr: Option<std::net::SocketAddr>,
+}
+
+struct PendingAppend {
+    reply: oneshot::Sender<Result<Appended, RequestError>>,
+    proposed_at: Instant,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
+
+/// The loop's state besides the `RawNode`.
+pub struct ReadyLoop {
+    raw: RawNode<WalStorage>,
+    store: WalStorage,
+    log: Arc<RwLock<RecordLog>>,
+    peers: Peers,
+    metrics: Arc<Metrics>,
+    inbox: mpsc::Receiver<Input>,
+    tick: Duration,
+    snapshot_entries: u64,
+    log_tail_entries: u64,
+    /// The configuration as of the applied index.
+    conf_state: ConfState,
+    /// Invariant: `last_snapshot <= applied`.
+    last_snapshot: u64,
+    leader: u64,
+    next_seq: u64,
+    appends: HashMap<u64, PendingAppend>,
+    changes: HashMap<u64, Reply<Membership>>,
+    /// Reads waiting for the leader to confirm their index, by context.
+    unconfirmed_reads: HashMap<Vec<u8>, Reply<u64>>,
+    /// Reads with a confirmed index, waiting for it to be applied here.
+    confirmed_reads: Vec<(u64, Reply<u64>)>,
+}
+
+impl ReadyLoop {
+    /// The loop of a node whose records were restored up to the WAL's
+    /// snapshot (`log.applied()`).
+    ///
+    /// # Errors
+    ///
+    /// The WAL's stored state cannot be read.
+    pub fn new(
+        raw: RawNode<WalStorage>,
+        log: Arc<RwLock<RecordLog>>,
+        peers: Peers,
+        metrics: Arc<Metrics>,
+        inbox: mpsc::Receiver<Input>,
+        config: &NodeConfig,
+    ) -> Result<ReadyLoop, NodeError> {
+        let store = raw.store().clone();
+        let conf_state = store.initial_state()?.conf_state;
+        let applied = log.read().unwrap_or_else(|e| e.into_inner()).applied();
+        Ok(ReadyLoop {
+            raw,
+            store,
+            log,
+            peers,
+            metrics,
+            inbox,
+            tick: Duration::from_millis(config.tick_ms),
+            snapshot_entries: config.snapshot_entries,
+            log_tail_entries: config.log_tail_entries,
+            conf_state,
+            last_snapshot: applied,
+            leader: 0,
+            next_seq: 0,
+            appends: HashMap::new(),
+            changes: HashMap::new(),
+            unconfirmed_reads: HashMap::new(),
+            confirmed_reads: Vec::new(),
+        })
+    }
+
+    /// Runs until `stop` is cancelled or a fatal error.
+    ///
+    /// # Errors
+    ///
+    /// WAL failures and undecodable committed data: the node must not go on
+    /// after either.
+    pub async fn run(mut self, stop: CancellationToken) -> Result<(), NodeError> {
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = ticker.tick() => self.on_tick(),
+                input = self.inbox.recv() => match input {
+                    Some(input) => self.on_input(input),
+                    None => return Ok(()),
+                },
+            }
+            for _ in 0..INPUTS_PER_READY {
+                match self.inbox.try_recv() {
+                    Ok(input) => self.on_input(input),
+                    Err(_) => break,
+                }
+            }
+            if self.raw.has_ready() {
+                self.handle_ready().await?;
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.raw.tick();
+        // Callers that gave up (timed out) no longer need an answer.
+        self.appends.retain(|_, p| !p.reply.is_closed());
+        self.changes.retain(|_, r| !r.is_closed());
+        self.unconfirmed_reads.retain(|_, r| !r.is_closed());
+        self.confirmed_reads.retain(|(_, r)| !r.is_closed());
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Raft(msg) => {
+                if let Err(e) = self.raw.step(*msg) {
+                    // Messages from removed or unknown peers, stale
+                    // responses: raft ignores them, and so do we.
+                    tracing::debug!("step: {e}");
+                }
+            }
+            Input::Append { records, reply } => self.propose_append(records, reply),
+            Input::ReadBarrier { reply } => {
+                if self.leader == 0 {
+                    let _ = reply.send(Err(RequestError::NoLeader));
+                    return;
+                }
+                let ctx = self.take_seq().to_be_bytes().to_vec();
+                self.raw.read_index(ctx.clone());
+                self.unconfirmed_reads.insert(ctx, reply);
+            }
+            Input::ChangeMembership { change, reply } => self.propose_change(change, reply),
+            Input::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Input::Unreachable(id) => self.raw.report_unreachable(id),
+            Input::SnapshotSent(id, status) => self.raw.report_snapshot(id, status),
+        }
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    fn propose_append(&mut self, records: Vec<bytes::Bytes>, reply: Reply<Appended>) {
+        if self.leader == 0 {
+            let _ = reply.send(Err(RequestError::NoLeader));
+            return;
+        }
+        let seq = self.take_seq();
+        let data = Proposal {
+            proposer: self.raw.raft.id,
+            seq,
+            records,
+        }
+        .encode();
+        // A follower forwards the proposal to the leader; either way the
+        // answer comes when this node applies the entry.
+        match self.raw.propose(vec![], data) {
+            Ok(()) => {
+                self.appends.insert(
+                    seq,
+                    PendingAppend {
+                        reply,
+                        proposed_at: Instant::now(),
+                    },
+                );
+            }
+            Err(_) => {
+                let _ = reply.send(Err(RequestError::NoLeader));
+            }
+        }
+    }
+
+    fn propose_change(&mut self, change: MembershipChange, reply: Reply<Membership>) {
+        let is_voter = |id| self.conf_state.voters.contains(&id);
+        let is_learner = |id| self.conf_state.learners.contains(&id);
+        let (change_type, id, addr) = match change {
+            MembershipChange::AddLearner { id, addr } if !is_voter(id) && !is_learner(id) => {
+                (ConfChangeType::AddLearnerNode, id, Some(addr))
+            }
+            MembershipChange::Promote { id } if is_learner(id) => {
+                (ConfChangeType::AddNode, id, None)
+            }
+            MembershipChange::Remove { id } if is_voter(id) || is_learner(id) => {
+                (ConfChangeType::RemoveNode, id, None)
+            }
+            other => {
+                let _ = reply.send(Err(RequestError::Refused(format!(
+                    "{other:?} does not fit voters {:?} learners {:?}",
+                    self.conf_state.voters, self.conf_state.learners
+                ))));
+                return;
+            }
+        };
+        let seq = self.take_seq();
+        let context = ChangeContext {
+            proposer: self.raw.raft.id,
+            seq,
+            addr,
+        };
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(change_type);
+        single.node_id = id;
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(vec![single].into());
+        cc.context = serde_json::to_vec(&context).expect("plain struct").into();
+        match self.raw.propose_conf_change(vec![], cc) {
+            Ok(()) => {
+                self.changes.insert(seq, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(RequestError::Refused(format!(
+                    "{e} (no leader, or another change is still pending)"
+                ))));
+            }
+        }
+    }
+
+    /// One pass over a Ready, in raft-rs's documented order.
+    async fn handle_ready(&mut self) -> Result<(), NodeError> {
+        let mut ready = self.raw.ready();
+        if let Some(ss) = ready.ss() {
+            self.on_soft_state(ss.leader_id, ss.raft_state);
+        }
+        // 1. A leader's messages (appends, heartbeats) go out before it
+        //    persists: followers write in parallel with the leader's own
+        //    fsync, which raft allows because the leader counts itself only
+        //    once its entries are durable.
+        self.send(ready.take_messages());
+        // 2. A snapshot from the leader replaces the log and the records.
+        if !ready.snapshot().is_empty() {
+            self.install_snapshot(ready.snapshot().clone()).await?;
+        }
+        // 3. Committed entries: raft 0.7 hands out only entries that are
+        //    already durable here, so applying before this Ready's fsync is
+        //    safe.
+        self.apply(ready.take_committed_entries()).await?;
+        // 4. Reads whose index the leader confirmed wait until applied.
+        for rs in ready.take_read_states() {
+            if let Some(reply) = self.unconfirmed_reads.remove(&rs.request_ctx) {
+                self.confirmed_reads.push((rs.index, reply));
+            }
+        }
+        // 5. New entries and the hard state: one write, one fdatasync.
+        let entries = ready.take_entries();
+        let hard_state = ready.hs().cloned();
+        if !entries.is_empty() || hard_state.is_some() {
+            self.persist(entries, hard_state).await?;
+        }
+        // 6. Messages that must follow durability: votes and append
+        //    responses promise what is now on disk.
+        self.send(ready.take_persisted_messages());
+        // 7. Advance; the light ready carries what the persisted entries
+        //    made committable.
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            // The commit index is a hint that recovery can rebuild; it
+            // rides along with the next fsync rather than forcing one.
+            let mut hs: HardState = self.raw.raft.hard_state();
+            hs.commit = commit;
+            self.on_disk(move |s| s.set_hard_state(hs)).await?;
+        }
+        self.send(light.take_messages());
+        self.apply(light.take_committed_entries()).await?;
+        self.raw.advance_apply();
+        self.serve_reads();
+        self.maybe_snapshot().await?;
+        self.update_gauges();
+        Ok(())
+    }
+
+    fn on_soft_state(&mut self, leader: u64, role: StateRole) {
+        if leader != self.leader {
+            if leader != 0 {
+                self.metrics.leader_changes.inc();
+                info!("leader is now node {leader} (this node is {role:?})");
+            }
+            self.leader = leader;
+        }
+    }
+
+    fn send(&mut self, msgs: Vec<Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        for id in self.peers.send(msgs) {
+            self.raw.report_unreachable(id);
+        }
+    }
+
+    async fn on_disk<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WalStorage) -> Result<T, WalError> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let store = self.store.clone();
+        let done = tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .expect("WAL calls return errors, they do not panic");
+        Ok(done?)
+    }
+
+    async fn persist(
+        &mut self,
+        entries: Vec<Entry>,
+        hard_state: Option<HardState>,
+    ) -> Result<(), NodeError> {
+        let count = entries.len() as u64;
+        self.on_disk(move |s| {
+            if !entries.is_empty() {
+                s.append(&entries)?;
+            }
+            if let Some(hs) = hard_state {
+                s.set_hard_state(hs)?;
+            }
+            s.sync()
+        })
+        .await?;
+        self.metrics.fsyncs.inc();
+        self.metrics.entries_persisted.inc_by(count);
+        self.metrics.entries_per_fsync.observe(count as f64);
+        Ok(())
+    }
+
+    async fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), NodeError> {
+        let meta = snap.get_metadata().clone();
+        info!(
+            "installing a snapshot at index {} term {}",
+            meta.index, meta.term
+        );
+        let mut restored = RecordLog::default();
+        restored.restore(meta.index, snap.get_data())?;
+        self.on_disk(move |s| s.apply_snapshot(snap)).await?;
+        *self.log.write().unwrap_or_else(|e| e.into_inner()) = restored;
+        self.conf_state = meta.get_conf_state().clone();
+        self.last_snapshot = meta.index;
+        Ok(())
+    }
+
+    async fn apply(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+        for entry in entries {
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {
+                    self.write_log().skip(entry.index)
+                }
+                EntryType::EntryNormal => self.apply_records(&entry)?,
+                EntryType::EntryConfChange => {
+                    let cc = ConfChange::parse_from_bytes(&entry.data)?;
+                    self.apply_change(entry.index, cc.into_v2()).await?;
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc = ConfChangeV2::parse_from_bytes(&entry.data)?;
+                    self.apply_change(entry.index, cc).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_log(&self) -> std::sync::RwLockWriteGuard<'_, RecordLog> {
+        self.log.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn apply_records(&mut self, entry: &Entry) -> Result<(), NodeError> {
+        let proposal = Proposal::decode(&entry.data)?;
+        let offset = self.write_log().apply(entry.index, &proposal.records);
+        if proposal.proposer == self.raw.raft.id {
+            if let Some(pending) = self.appends.remove(&proposal.seq) {
+                self.metrics
+                    .commit_latency_seconds
+                    .observe(pending.proposed_at.elapsed().as_secs_f64());
+                let _ = pending.reply.send(Ok(Appended {
+                    offset,
+                    count: proposal.records.len() as u64,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_change(&mut self, index: u64, cc: ConfChangeV2) -> Result<(), NodeError> {
+        let context: Option<ChangeContext> = serde_json::from_slice(&cc.context).ok();
+        let conf_state = self.raw.apply_conf_change(&cc)?;
+        let stored = conf_state.clone();
+        self.on_disk(move |s| s.set_conf_state(stored)).await?;
+        self.conf_state = conf_state;
+        self.write_log().skip(index);
+        for change in cc.get_changes() {
+            match (change.get_change_type(), &context) {
+                (
+                    ConfChangeType::AddLearnerNode | ConfChangeType::AddNode,
+                    Some(ChangeContext {
+                        addr: Some(addr), ..
+                    }),
+                ) => self.peers.connect(change.node_id, *addr),
+                (ConfChangeType::RemoveNode, _) => self.peers.disconnect(change.node_id),
+                _ => {}
+            }
+        }
+        info!(
+            "membership at index {index}: voters {:?} learners {:?}",
+            self.conf_state.voters, self.conf_state.learners
+        );
+        if let Some(ctx) = context.filter(|c| c.proposer == self.raw.raft.id) {
+            if let Some(reply) = self.changes.remove(&ctx.seq) {
+                let _ = reply.send(Ok(self.membership()));
+            }
+        }
+        Ok(())
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = self.log.read().unwrap_or_else(|e| e.into_inner()).applied();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.confirmed_reads)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.confirmed_reads = waiting;
+        for (_, reply) in ready {
+            let _ = reply.send(Ok(applied));
+        }
+    }
+
+    /// Every `snapshot_entries` applied entries, the records become a
+    /// snapshot and the WAL drops all but the last `log_tail_entries`
+    /// entries before it, so the log on disk stays bounded.
+    async fn maybe_snapshot(&mut self) -> Result<(), NodeError> {
+        let (applied, data) = {
+            let log = self.log.read().unwrap_or_else(|e| e.into_inner());
+            if log.applied() < self.last_snapshot + self.snapshot_entries {
+                return Ok(());
+            }
+            (log.applied(), log.snapshot())
+        };
+        let term = self.raw.store().term(applied)?;
+        let mut snap = Snapshot::default();
+        snap.set_data(data.into());
+        let meta = snap.mut_metadata();
+        meta.index = applied;
+        meta.term = term;
+        meta.set_conf_state(self.conf_state.clone());
+        let first = self.raw.store().first_index()?;
+        let compact_to = (applied + 1).saturating_sub(self.log_tail_entries);
+        self.on_disk(move |s| {
+            s.set_snapshot(snap)?;
+            if compact_to > first {
+                s.compact(compact_to)?;
+            }
+            Ok(())
+        })
+        .await?;
+        info!(
+            "snapshot at index {applied}; WAL compacted to {}",
+            compact_to.max(first)
+        );
+        self.last_snapshot = applied;
+        Ok(())
+    }
+
+    fn membership(&self) -> Membership {
+        Membership {
+            voters: self.conf_state.voters.clone(),
+            learners: self.conf_state.learners.clone(),
+        }
+    }
+
+    fn status(&self) -> Status {
+        let log = self.log.read().unwrap_or_else(|e| e.into_inner());
+        Status {
+            id: self.raw.raft.id,
+            leader: self.leader,
+            role: format!("{:?}", self.raw.raft.state),
+            term: self.raw.raft.term,
+            commit: self.raw.raft.raft_log.committed,
+            applied: log.applied(),
+            last_index: self.raw.raft.raft_log.last_index(),
+            records: log.len(),
+            membership: self.membership(),
+        }
+    }
+
+    fn update_gauges(&self) {
+        let log = self.log.read().unwrap_or_else(|e| e.into_inner());
+        self.metrics.applied_index.set(log.applied() as i64);
+        self.metrics.records.set(log.len() as i64);
+        self.metrics
+            .commit_index
+            .set(self.raw.raft.raft_log.committed as i64);
+        self.metrics.term.set(self.raw.raft.term as i64);
+    }
+}

@@ -1,0 +1,141 @@
+//! `raft-node serve`: opens the WAL, checks it against the configuration,
+//! and runs the Ready loop, the peer transport and the client API until
+//! SIGINT or SIGTERM.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use raft::{Config, RawNode, ReadOnlyOption, Storage};
+use raft_proto::eraftpb::{ConfState, Snapshot};
+use raft_wal_storage::{WalOptions, WalStorage};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::api;
+use crate::config::NodeConfig;
+use crate::error::NodeError;
+use crate::handle::NodeHandle;
+use crate::metrics::Metrics;
+use crate::ready_loop::ReadyLoop;
+use crate::state_machine::RecordLog;
+use crate::transport::{self, Peers};
+
+/// Requests queued for the Ready loop before senders wait.
+const INBOX_REQUESTS: usize = 16_384;
+/// How long a client request waits for its answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the WAL; a fresh directory of a founding member gets the initial
+/// configuration as a snapshot at index 1, which every founder writes
+/// alike. A node added later (`join`) starts empty and receives that
+/// snapshot, or a later one, from the leader.
+///
+/// # Errors
+///
+/// The WAL's own errors ([`raft_wal_storage::WalError::Corrupt`] names the
+/// file and offset) and a configuration that contradicts the stored
+/// membership.
+pub fn open_storage(config: &NodeConfig) -> Result<WalStorage, NodeError> {
+    let store = WalStorage::open(&config.dir, WalOptions::default())?;
+    let stored = store.initial_state()?.conf_state;
+    config.check_against_stored(&stored.voters, &stored.learners)?;
+    if stored.voters.is_empty() && !config.join && store.last_index()? == 0 {
+        let mut founding = Snapshot::default();
+        let meta = founding.mut_metadata();
+        meta.index = 1;
+        meta.term = 1;
+        meta.set_conf_state(ConfState::from((
+            config.peers.keys().copied().collect::<Vec<_>>(),
+            vec![],
+        )));
+        store.apply_snapshot(founding)?;
+        store.sync()?;
+    }
+    Ok(store)
+}
+
+/// Runs a node until `stop` is cancelled.
+///
+/// # Errors
+///
+/// Startup failures (configuration, WAL, sockets) and fatal loop errors.
+pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), NodeError> {
+    config.check()?;
+    let id = config.id;
+    let store = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open_storage(&config))
+            .await
+            .expect("opening the WAL returns errors, it does not panic")?
+    };
+    let snapshot = store.snapshot(0, id)?;
+    let applied = snapshot.get_metadata().index;
+    let mut log = RecordLog::default();
+    log.restore(applied, snapshot.get_data())?;
+
+    let raft_config = Config {
+        id,
+        election_tick: config.election_ticks,
+        heartbeat_tick: config.heartbeat_ticks,
+        applied,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: true,
+        read_only_option: ReadOnlyOption::Safe,
+        ..Config::default()
+    };
+    let raw = RawNode::new(&raft_config, store.clone(), &raft_logger(id))?;
+
+    let metrics = Arc::new(Metrics::new(id));
+    let (inbox_tx, inbox) = mpsc::channel(INBOX_REQUESTS);
+    let bind = |what, addr| move |source| NodeError::Bind { what, addr, source };
+    let peer_listener = TcpListener::bind(config.listen())
+        .await
+        .map_err(bind("peer address", config.listen()))?;
+    let api_listener = TcpListener::bind(config.api)
+        .await
+        .map_err(bind("API address", config.api))?;
+
+    let mut peers = Peers::new(id, inbox_tx.clone(), metrics.clone(), stop.clone());
+    for (&peer, &addr) in &config.peers {
+        peers.connect(peer, addr);
+    }
+    let log = Arc::new(RwLock::new(log));
+    let ready_loop = ReadyLoop::new(raw, log.clone(), peers, metrics.clone(), inbox, &config)?;
+
+    tokio::spawn(transport::serve(
+        peer_listener,
+        id,
+        inbox_tx.clone(),
+        stop.clone(),
+    ));
+    let state = api::ApiState {
+        node: NodeHandle::new(inbox_tx, REQUEST_TIMEOUT),
+        log,
+        metrics,
+    };
+    tokio::spawn(api::serve(api_listener, state, stop.clone()));
+    info!(
+        "node {id}: raft on {}, API on {}, WAL in {}, applied {applied}",
+        config.listen(),
+        config.api,
+        config.dir.display()
+    );
+    let result = ready_loop.run(stop.clone()).await;
+    stop.cancel();
+    result
+}
+
+/// raft-rs's own log records, on stderr beside the node's, tagged with the
+/// node id (raft adds `raft_id`).
+fn raft_logger(id: u64) -> slog::Logger {
+    use slog::Drain;
+    let decorator = slog_term::PlainDecorator::new(std::io::stderr());
+    let drain = slog_term::CompactFormat::new(decorator).build().fuse();
+    let drain = slog_async::Async::new(drain).build().fuse();
+    let drain = slog::LevelFilter::new(drain, slog::Level::Info).fuse();
+    slog::Logger::root(drain, slog::o!("node" => id))
+}
