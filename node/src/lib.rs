@@ -10,6 +10,7 @@
 //! [`nemesis`] build on.
 
 pub mod api;
+pub mod bench;
 pub mod client;
 pub mod cluster;
 pub mod config;

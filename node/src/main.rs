@@ -8,11 +8,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use raft_node::bench::BenchOptions;
 use raft_node::client::Client;
 use raft_node::cluster::{self, LocalCluster};
 use raft_node::config::{parse_peer, NodeConfig};
 use raft_node::handle::MembershipChange;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +34,39 @@ enum Command {
     Cluster(ClusterArgs),
     /// Change the membership through a node's API.
     Admin(AdminArgs),
+    /// Closed-loop producers against a local cluster of each size given.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Cluster sizes to start and measure, one after the other.
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    nodes: Vec<u64>,
+    /// Measure a running cluster through this API address instead.
+    #[arg(long, conflicts_with = "nodes")]
+    target: Option<SocketAddr>,
+    /// Concurrent producers, each with one request outstanding.
+    #[arg(long, default_value_t = 128)]
+    producers: usize,
+    /// Records per request.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Bytes per record.
+    #[arg(long, default_value_t = 256)]
+    record_bytes: usize,
+    /// Measured seconds per cluster size.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Unmeasured seconds first.
+    #[arg(long, default_value_t = 2.0)]
+    warmup_seconds: f64,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Where the clusters keep their WALs (a temporary directory if unset).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -136,6 +171,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Cluster(args) => run_cluster(args).await,
             Command::Admin(args) => admin(args).await,
+            Command::Bench(args) => bench(args).await,
         }
     });
     match result {
@@ -172,11 +208,13 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     let span = tracing::info_span!("node", id = config.id);
-    let _entered = span.enter();
-    raft_node::serve::run(config, stop_on_signal()).await?;
+    raft_node::serve::run(config, stop_on_signal())
+        .instrument(span)
+        .await?;
     Ok(())
 }
 
@@ -214,5 +252,44 @@ async fn admin(args: AdminArgs) -> Result<(), AnyError> {
     };
     let membership = client.change_membership(&change).await?;
     println!("{}", serde_json::to_string(&membership)?);
+    Ok(())
+}
+
+async fn bench(args: BenchArgs) -> Result<(), AnyError> {
+    let opts = BenchOptions {
+        producers: args.producers,
+        batch: args.batch,
+        record_bytes: args.record_bytes,
+        seconds: args.seconds,
+        warmup_seconds: args.warmup_seconds,
+        progress: !args.json,
+    };
+    let mut results = Vec::new();
+    if let Some(target) = args.target {
+        let status = Client::connect(target).await?.status().await?;
+        eprintln!(
+            "measuring the running cluster at {target}; fsyncs are counted at node {} only",
+            status.id
+        );
+        results.push(raft_node::bench::run(target, &[(status.id, target)], &opts).await?);
+    } else {
+        let scratch = tempfile::tempdir()?;
+        let root = args.dir.unwrap_or_else(|| scratch.path().to_owned());
+        for n in args.nodes {
+            eprintln!(
+                "{n} node(s): {} producers, batch {}, {} s",
+                opts.producers, opts.batch, opts.seconds
+            );
+            let dir = root.join(format!("bench-{n}-nodes"));
+            results.push(
+                raft_node::bench::run_local(&std::env::current_exe()?, n, &dir, &opts).await?,
+            );
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        print!("{}", raft_node::bench::render(&results));
+    }
     Ok(())
 }

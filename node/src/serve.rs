@@ -11,7 +11,7 @@ use raft_wal_storage::{WalOptions, WalStorage};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, Instrument};
 
 use crate::api;
 use crate::config::NodeConfig;
@@ -117,7 +117,7 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
         log,
         metrics,
     };
-    tokio::spawn(api::serve(api_listener, state, stop.clone()));
+    tokio::spawn(api::serve(api_listener, state, stop.clone()).in_current_span());
     info!(
         "node {id}: raft on {}, API on {}, WAL in {}, applied {applied}",
         config.listen(),

@@ -7,7 +7,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 use super::frame;
 use crate::handle::Input;
@@ -30,7 +30,7 @@ pub async fn serve(
                 }
             },
         };
-        tokio::spawn(read_peer(stream, remote, me, inbox.clone(), stop.clone()));
+        tokio::spawn(read_peer(stream, remote, me, inbox.clone(), stop.clone()).in_current_span());
     }
 }
 

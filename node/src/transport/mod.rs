@@ -17,7 +17,7 @@ use std::sync::Arc;
 use raft_proto::eraftpb::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{warn, Instrument};
 
 use crate::handle::Input;
 use crate::metrics::Metrics;
@@ -68,7 +68,7 @@ impl Peers {
             inbox: self.inbox.clone(),
             stop: self.stop.child_token(),
         };
-        tokio::spawn(writer.run());
+        tokio::spawn(writer.run().in_current_span());
         self.queues.insert(id, queue);
     }
 
