@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod handle;
 pub mod metrics;
+pub mod nemesis;
 pub mod ready_loop;
 pub mod serve;
 pub mod state_machine;

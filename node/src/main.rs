@@ -13,6 +13,7 @@ use raft_node::client::Client;
 use raft_node::cluster::{self, LocalCluster};
 use raft_node::config::{parse_peer, NodeConfig};
 use raft_node::handle::MembershipChange;
+use raft_node::nemesis::NemesisOptions;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -36,6 +37,29 @@ enum Command {
     Admin(AdminArgs),
     /// Closed-loop producers against a local cluster of each size given.
     Bench(BenchArgs),
+    /// Faults (kills, pauses, partitions) under client load on a 3-node
+    /// cluster, with the history checked at the end.
+    Nemesis(NemesisArgs),
+}
+
+#[derive(Args)]
+struct NemesisArgs {
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seeds to run, from --seed on.
+    #[arg(long, default_value_t = 1)]
+    schedules: u64,
+    /// Seconds of faults per schedule.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Where the nodes keep their WALs and logs (kept on failure; a
+    /// temporary directory if unset).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -172,6 +196,7 @@ fn main() -> ExitCode {
             Command::Cluster(args) => run_cluster(args).await,
             Command::Admin(args) => admin(args).await,
             Command::Bench(args) => bench(args).await,
+            Command::Nemesis(args) => nemesis(args).await,
         }
     });
     match result {
@@ -292,4 +317,25 @@ async fn bench(args: BenchArgs) -> Result<(), AnyError> {
         print!("{}", raft_node::bench::render(&results));
     }
     Ok(())
+}
+
+async fn nemesis(args: NemesisArgs) -> Result<(), AnyError> {
+    let scratch = tempfile::tempdir()?;
+    let opts = NemesisOptions {
+        seed: args.seed,
+        seconds: args.seconds,
+        clients: args.clients,
+        binary: std::env::current_exe()?,
+        dir: args.dir.unwrap_or_else(|| scratch.path().to_owned()),
+    };
+    let totals = raft_node::nemesis::run_schedules(&opts, args.schedules, |line| println!("{line}")).await;
+    println!("{}", totals.render());
+    if totals.failures.is_empty() {
+        return Ok(());
+    }
+    let kept = scratch.keep();
+    for failure in &totals.failures {
+        println!("{failure}");
+    }
+    Err(format!("{} failed seed(s); node logs kept under {}", totals.failures.len(), kept.display()).into())
 }
