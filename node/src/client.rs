@@ -160,6 +160,25 @@ impl Client {
         self.call(Method::GET, &path, Bytes::new()).await
     }
 
+    /// Every record this node has applied, without a read barrier, in
+    /// pages.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError`].
+    pub async fn read_all(&mut self) -> Result<Vec<String>, ClientError> {
+        let mut log = Vec::new();
+        loop {
+            let page = self
+                .read(log.len() as u64, crate::api::MAX_READ_RECORDS, false)
+                .await?;
+            if page.records.is_empty() {
+                return Ok(log);
+            }
+            log.extend(page.records);
+        }
+    }
+
     /// `GET /v1/status`.
     ///
     /// # Errors

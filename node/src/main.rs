@@ -328,7 +328,8 @@ async fn nemesis(args: NemesisArgs) -> Result<(), AnyError> {
         binary: std::env::current_exe()?,
         dir: args.dir.unwrap_or_else(|| scratch.path().to_owned()),
     };
-    let totals = raft_node::nemesis::run_schedules(&opts, args.schedules, |line| println!("{line}")).await;
+    let totals =
+        raft_node::nemesis::run_schedules(&opts, args.schedules, |line| println!("{line}")).await;
     println!("{}", totals.render());
     if totals.failures.is_empty() {
         return Ok(());
@@ -337,5 +338,10 @@ async fn nemesis(args: NemesisArgs) -> Result<(), AnyError> {
     for failure in &totals.failures {
         println!("{failure}");
     }
-    Err(format!("{} failed seed(s); node logs kept under {}", totals.failures.len(), kept.display()).into())
+    Err(format!(
+        "{} failed seed(s); node logs kept under {}",
+        totals.failures.len(),
+        kept.display()
+    )
+    .into())
 }

@@ -72,6 +72,10 @@ pub struct ReadyLoop {
     conf_state: ConfState,
     /// Invariant: `last_snapshot <= applied`.
     last_snapshot: u64,
+    /// A member was added since the last snapshot: the kept snapshot does
+    /// not name it, and a new node ignores a snapshot whose configuration
+    /// leaves it out, so the next one is taken at once.
+    member_added: bool,
     leader: u64,
     next_seq: u64,
     appends: HashMap<u64, PendingAppend>,
@@ -112,6 +116,7 @@ impl ReadyLoop {
             log_tail_entries: config.log_tail_entries,
             conf_state,
             last_snapshot: applied,
+            member_added: false,
             leader: 0,
             next_seq: 0,
             appends: HashMap::new(),
@@ -437,15 +442,14 @@ impl ReadyLoop {
         self.conf_state = conf_state;
         self.write_log().skip(index);
         for change in cc.get_changes() {
-            match (change.get_change_type(), &context) {
-                (
-                    ConfChangeType::AddLearnerNode | ConfChangeType::AddNode,
-                    Some(ChangeContext {
-                        addr: Some(addr), ..
-                    }),
-                ) => self.peers.connect(change.node_id, *addr),
-                (ConfChangeType::RemoveNode, _) => self.peers.disconnect(change.node_id),
-                _ => {}
+            match change.get_change_type() {
+                ConfChangeType::AddLearnerNode | ConfChangeType::AddNode => {
+                    if let Some(addr) = context.as_ref().and_then(|c| c.addr) {
+                        self.peers.connect(change.node_id, addr);
+                    }
+                    self.member_added = true;
+                }
+                ConfChangeType::RemoveNode => self.peers.disconnect(change.node_id),
             }
         }
         info!(
@@ -471,13 +475,16 @@ impl ReadyLoop {
         }
     }
 
-    /// Every `snapshot_entries` applied entries, the records become a
-    /// snapshot and the WAL drops all but the last `log_tail_entries`
-    /// entries before it, so the log on disk stays bounded.
+    /// Every `snapshot_entries` applied entries, and after a member is
+    /// added, the records become a snapshot and the WAL drops all but the
+    /// last `log_tail_entries` entries before it, so the log on disk stays
+    /// bounded.
     async fn maybe_snapshot(&mut self) -> Result<(), NodeError> {
         let (applied, data) = {
             let log = self.log.read().unwrap_or_else(|e| e.into_inner());
-            if log.applied() < self.last_snapshot + self.snapshot_entries {
+            let due = log.applied() >= self.last_snapshot + self.snapshot_entries
+                || (self.member_added && log.applied() > self.last_snapshot);
+            if !due {
                 return Ok(());
             }
             (log.applied(), log.snapshot())
@@ -504,13 +511,20 @@ impl ReadyLoop {
             compact_to.max(first)
         );
         self.last_snapshot = applied;
+        self.member_added = false;
         Ok(())
     }
 
+    /// The members, in id order.
     fn membership(&self) -> Membership {
+        let sorted = |ids: &[u64]| {
+            let mut ids = ids.to_vec();
+            ids.sort_unstable();
+            ids
+        };
         Membership {
-            voters: self.conf_state.voters.clone(),
-            learners: self.conf_state.learners.clone(),
+            voters: sorted(&self.conf_state.voters),
+            learners: sorted(&self.conf_state.learners),
         }
     }
 

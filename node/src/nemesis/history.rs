@@ -159,7 +159,8 @@ pub fn check(history: &[Op], final_logs: &BTreeMap<u64, Vec<String>>) -> Vec<Vio
         return violations;
     };
     for (&node, other) in final_logs {
-        if let Some(offset) = (0..log.len().max(other.len())).find(|&i| log.get(i) != other.get(i)) {
+        if let Some(offset) = (0..log.len().max(other.len())).find(|&i| log.get(i) != other.get(i))
+        {
             violations.push(Violation::Diverged {
                 node,
                 offset: offset as u64,
@@ -168,7 +169,10 @@ pub fn check(history: &[Op], final_logs: &BTreeMap<u64, Vec<String>>) -> Vec<Vio
     }
     let mut where_is: HashMap<&str, Vec<u64>> = HashMap::new();
     for (offset, value) in log.iter().enumerate() {
-        where_is.entry(value.as_str()).or_default().push(offset as u64);
+        where_is
+            .entry(value.as_str())
+            .or_default()
+            .push(offset as u64);
     }
     let mut appends: HashMap<&str, &Op> = HashMap::new();
     for op in history {
@@ -196,7 +200,12 @@ pub fn check(history: &[Op], final_logs: &BTreeMap<u64, Vec<String>>) -> Vec<Vio
     violations
 }
 
-fn check_appends(history: &[Op], log: &[String], where_is: &HashMap<&str, Vec<u64>>, out: &mut Vec<Violation>) {
+fn check_appends(
+    history: &[Op],
+    log: &[String],
+    where_is: &HashMap<&str, Vec<u64>>,
+    out: &mut Vec<Violation>,
+) {
     let mut acked: Vec<(&Op, &String, u64)> = Vec::new();
     for op in history {
         let OpKind::Append { value, result } = &op.kind else {
@@ -214,7 +223,9 @@ fn check_appends(history: &[Op], log: &[String], where_is: &HashMap<&str, Vec<u6
                 acked.push((op, value, *offset));
             }
             Outcome::Failed if where_is.contains_key(value.as_str()) => {
-                out.push(Violation::RefusedButApplied { value: value.clone() })
+                out.push(Violation::RefusedButApplied {
+                    value: value.clone(),
+                })
             }
             _ => {}
         }
@@ -241,7 +252,12 @@ fn check_appends(history: &[Op], log: &[String], where_is: &HashMap<&str, Vec<u6
     }
 }
 
-fn check_reads(history: &[Op], log: &[String], appends: &HashMap<&str, &Op>, out: &mut Vec<Violation>) {
+fn check_reads(
+    history: &[Op],
+    log: &[String],
+    appends: &HashMap<&str, &Op>,
+    out: &mut Vec<Violation>,
+) {
     // The latest invocation among the appends at offsets below each end.
     let mut invoked_by = Vec::with_capacity(log.len() + 1);
     invoked_by.push(0u64);
@@ -368,30 +384,61 @@ mod tests {
         let mut h = correct();
         h.push(read(0, 35, 36, &["a"], 1));
         let v = check(&h, &logs(&[&["a", "b", "c"]]));
-        assert!(matches!(v[..], [Violation::StaleRead { end: 1, acked_offset: 1, .. }, Violation::NonMonotonicRead { .. }]), "{v:?}");
+        assert_eq!(
+            v,
+            vec![Violation::StaleRead {
+                invoke_us: 35,
+                end: 1,
+                acked_offset: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn a_read_seeing_less_than_an_earlier_read_is_caught() {
+        let mut h = correct();
+        h.push(read(2, 61, 62, &["c"], 3));
+        h.push(read(0, 63, 64, &["a", "b"], 2));
+        let v = check(&h, &logs(&[&["a", "b", "c"]]));
+        assert!(
+            v.contains(&Violation::NonMonotonicRead {
+                earlier_end: 3,
+                end: 2
+            }),
+            "{v:?}"
+        );
     }
 
     #[test]
     fn a_lost_write_is_caught() {
         let v = check(&correct(), &logs(&[&["a", "c"]]));
-        assert!(v.contains(&Violation::Lost {
-            value: "b".into(),
-            offset: 1,
-            found: Some("c".into())
-        }), "{v:?}");
+        assert!(
+            v.contains(&Violation::Lost {
+                value: "b".into(),
+                offset: 1,
+                found: Some("c".into())
+            }),
+            "{v:?}"
+        );
     }
 
     #[test]
     fn a_duplicate_and_a_phantom_are_caught() {
         let v = check(&correct(), &logs(&[&["a", "b", "c", "b", "zz"]]));
-        assert!(v.contains(&Violation::Duplicate {
-            value: "b".into(),
-            offsets: vec![1, 3]
-        }), "{v:?}");
-        assert!(v.contains(&Violation::Phantom {
-            value: "zz".into(),
-            offset: 4
-        }), "{v:?}");
+        assert!(
+            v.contains(&Violation::Duplicate {
+                value: "b".into(),
+                offsets: vec![1, 3]
+            }),
+            "{v:?}"
+        );
+        assert!(
+            v.contains(&Violation::Phantom {
+                value: "zz".into(),
+                offset: 4
+            }),
+            "{v:?}"
+        );
     }
 
     #[test]
@@ -400,19 +447,37 @@ mod tests {
         let mut h = correct();
         h.push(read(0, 1, 2, &["a", "b"], 2));
         let v = check(&h, &final_logs);
-        assert!(v.contains(&Violation::Diverged { node: 2, offset: 2 }), "{v:?}");
-        assert!(v.contains(&Violation::RefusedButApplied { value: "d".into() }), "{v:?}");
-        assert!(v.contains(&Violation::FutureRead { complete_us: 2, end: 2 }), "{v:?}");
+        assert!(
+            v.contains(&Violation::Diverged { node: 2, offset: 2 }),
+            "{v:?}"
+        );
+        assert!(
+            v.contains(&Violation::RefusedButApplied { value: "d".into() }),
+            "{v:?}"
+        );
+        assert!(
+            v.contains(&Violation::FutureRead {
+                complete_us: 2,
+                end: 2
+            }),
+            "{v:?}"
+        );
     }
 
     #[test]
     fn appends_out_of_real_time_order_are_caught() {
-        let h = vec![append("a", 0, 10, Outcome::Ok(1)), append("b", 20, 30, Outcome::Ok(0))];
+        let h = vec![
+            append("a", 0, 10, Outcome::Ok(1)),
+            append("b", 20, 30, Outcome::Ok(0)),
+        ];
         let v = check(&h, &logs(&[&["b", "a"]]));
-        assert_eq!(v, vec![Violation::AppendOrder {
-            first: "a".into(),
-            second: "b".into()
-        }]);
+        assert_eq!(
+            v,
+            vec![Violation::AppendOrder {
+                first: "a".into(),
+                second: "b".into()
+            }]
+        );
     }
 
     #[test]
@@ -420,6 +485,12 @@ mod tests {
         let mut h = correct();
         h.push(read(1, 61, 62, &["c"], 3));
         let v = check(&h, &logs(&[&["a", "b", "c"]]));
-        assert_eq!(v, vec![Violation::ReadContent { invoke_us: 61, from: 1 }]);
+        assert_eq!(
+            v,
+            vec![Violation::ReadContent {
+                invoke_us: 61,
+                from: 1
+            }]
+        );
     }
 }

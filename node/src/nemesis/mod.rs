@@ -64,7 +64,13 @@ pub enum Fault {
     CutLinks,
 }
 
-const FAULTS: [Fault; 5] = [Fault::Kill, Fault::KillLeader, Fault::Pause, Fault::Isolate, Fault::CutLinks];
+const FAULTS: [Fault; 5] = [
+    Fault::Kill,
+    Fault::KillLeader,
+    Fault::Pause,
+    Fault::Isolate,
+    Fault::CutLinks,
+];
 
 /// What a run did and found.
 #[derive(Debug, Clone)]
@@ -156,8 +162,16 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, NemesisError> {
     let history = Arc::new(Mutex::new(Vec::new()));
     let clients: Vec<_> = (0..opts.clients)
         .map(|c| {
-            let rng = StdRng::seed_from_u64(opts.seed.wrapping_mul(1_000).wrapping_add(c as u64 + 1));
-            tokio::spawn(client_loop(c, apis.clone(), rng, history.clone(), t0, stop_at))
+            let rng =
+                StdRng::seed_from_u64(opts.seed.wrapping_mul(1_000).wrapping_add(c as u64 + 1));
+            tokio::spawn(client_loop(
+                c,
+                apis.clone(),
+                rng,
+                history.clone(),
+                t0,
+                stop_at,
+            ))
         })
         .collect();
     let mut rng = StdRng::seed_from_u64(opts.seed);
@@ -180,14 +194,51 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, NemesisError> {
             .filter(|op| matches!(op.kind, OpKind::Append { .. }) == append && outcome(&op.kind))
             .count() as u64
     };
-    let ok = |k: &OpKind| matches!(k, OpKind::Append { result: Outcome::Ok(_), .. } | OpKind::Read { result: Outcome::Ok(_), .. });
-    let failed = |k: &OpKind| matches!(k, OpKind::Append { result: Outcome::Failed, .. } | OpKind::Read { result: Outcome::Failed, .. });
-    let unknown = |k: &OpKind| matches!(k, OpKind::Append { result: Outcome::Unknown, .. } | OpKind::Read { result: Outcome::Unknown, .. });
+    let ok = |k: &OpKind| {
+        matches!(
+            k,
+            OpKind::Append {
+                result: Outcome::Ok(_),
+                ..
+            } | OpKind::Read {
+                result: Outcome::Ok(_),
+                ..
+            }
+        )
+    };
+    let failed = |k: &OpKind| {
+        matches!(
+            k,
+            OpKind::Append {
+                result: Outcome::Failed,
+                ..
+            } | OpKind::Read {
+                result: Outcome::Failed,
+                ..
+            }
+        )
+    };
+    let unknown = |k: &OpKind| {
+        matches!(
+            k,
+            OpKind::Append {
+                result: Outcome::Unknown,
+                ..
+            } | OpKind::Read {
+                result: Outcome::Unknown,
+                ..
+            }
+        )
+    };
     Ok(NemesisReport {
         seed: opts.seed,
         faults,
         appends: [count(true, ok), count(true, failed), count(true, unknown)],
-        reads: [count(false, ok), count(false, failed), count(false, unknown)],
+        reads: [
+            count(false, ok),
+            count(false, failed),
+            count(false, unknown),
+        ],
         records: final_logs.values().next().map_or(0, |l| l.len() as u64),
         violations,
         panics: panics_in_logs(&nodes),
@@ -286,7 +337,10 @@ async fn client_loop(
             n += 1;
             let records = vec![value.clone()];
             let answer = tokio::time::timeout(CLIENT_TIMEOUT, async {
-                connection(&mut connections, api).await?.append(records).await
+                connection(&mut connections, api)
+                    .await?
+                    .append(records)
+                    .await
             })
             .await;
             let result = classify(answer, &mut connections, api).map(|a| a.offset);
@@ -294,7 +348,10 @@ async fn client_loop(
         } else {
             let from = rng.gen_range(0..=seen_end);
             let answer = tokio::time::timeout(CLIENT_TIMEOUT, async {
-                connection(&mut connections, api).await?.read(from, READ_MAX, true).await
+                connection(&mut connections, api)
+                    .await?
+                    .read(from, READ_MAX, true)
+                    .await
             })
             .await;
             let result = classify(answer, &mut connections, api);
@@ -306,13 +363,22 @@ async fn client_loop(
         let complete_us = t0.elapsed().as_micros() as u64;
         let answered = matches!(
             kind,
-            OpKind::Append { result: Outcome::Ok(_), .. } | OpKind::Read { result: Outcome::Ok(_), .. }
+            OpKind::Append {
+                result: Outcome::Ok(_),
+                ..
+            } | OpKind::Read {
+                result: Outcome::Ok(_),
+                ..
+            }
         );
-        history.lock().expect("no client panics holding it").push(Op {
-            invoke_us,
-            complete_us,
-            kind,
-        });
+        history
+            .lock()
+            .expect("no client panics holding it")
+            .push(Op {
+                invoke_us,
+                complete_us,
+                kind,
+            });
         if !answered {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -339,7 +405,10 @@ fn classify<T>(
 ) -> Outcome<T> {
     match answer {
         Ok(Ok(answer)) => Outcome::Ok(answer),
-        Ok(Err(e)) if e.status().is_some_and(|s| s.as_u16() == 503) && e.to_string().contains("no leader") => {
+        Ok(Err(e))
+            if e.status().is_some_and(|s| s.as_u16() == 503)
+                && e.to_string().contains("no leader") =>
+        {
             Outcome::Failed
         }
         Ok(Err(e)) => {
@@ -357,7 +426,10 @@ fn classify<T>(
 
 /// Waits until every node has applied the same log, then reads it from
 /// each.
-async fn converge(nodes: &mut LocalCluster, apis: &[SocketAddr]) -> Result<BTreeMap<u64, Vec<String>>, NemesisError> {
+async fn converge(
+    nodes: &mut LocalCluster,
+    apis: &[SocketAddr],
+) -> Result<BTreeMap<u64, Vec<String>>, NemesisError> {
     let leader = nodes
         .wait_for_leader(Duration::from_secs(30))
         .await
@@ -387,18 +459,12 @@ async fn converge(nodes: &mut LocalCluster, apis: &[SocketAddr]) -> Result<BTree
     let mut logs = BTreeMap::new();
     for id in nodes.ids() {
         let api = nodes.api(id);
-        let read = async {
-            let mut c = Client::connect(api).await?;
-            let mut log = Vec::new();
-            loop {
-                let page = c.read(log.len() as u64, crate::api::MAX_READ_RECORDS, false).await?;
-                if page.records.is_empty() {
-                    return Ok::<_, crate::client::ClientError>(log);
-                }
-                log.extend(page.records);
-            }
-        };
-        logs.insert(id, read.await.map_err(|e| NemesisError::NoConvergence(e.to_string()))?);
+        let read = async { Client::connect(api).await?.read_all().await };
+        logs.insert(
+            id,
+            read.await
+                .map_err(|e| NemesisError::NoConvergence(e.to_string()))?,
+        );
     }
     Ok(logs)
 }
@@ -474,7 +540,11 @@ impl Totals {
 
 /// Runs `schedules` seeds from `base.seed` on, each in its own directory
 /// under `base.dir`; `progress` gets a line per schedule.
-pub async fn run_schedules(base: &NemesisOptions, schedules: u64, mut progress: impl FnMut(&str)) -> Totals {
+pub async fn run_schedules(
+    base: &NemesisOptions,
+    schedules: u64,
+    mut progress: impl FnMut(&str),
+) -> Totals {
     let mut totals = Totals::default();
     for seed in base.seed..base.seed + schedules {
         let opts = NemesisOptions {
@@ -512,9 +582,10 @@ pub async fn run_schedules(base: &NemesisOptions, schedules: u64, mut progress: 
             }
             Err(e) => {
                 progress(&format!("seed {seed}: {e}"));
-                totals
-                    .failures
-                    .push(format!("seed {seed}: {e}\n  replay: {}", replay_command(&opts)));
+                totals.failures.push(format!(
+                    "seed {seed}: {e}\n  replay: {}",
+                    replay_command(&opts)
+                ));
             }
         }
     }

@@ -58,7 +58,12 @@ impl LinkProxy {
     }
 }
 
-async fn forward(mut inbound: TcpStream, target: SocketAddr, mut cut: watch::Receiver<bool>, stop: CancellationToken) {
+async fn forward(
+    mut inbound: TcpStream,
+    target: SocketAddr,
+    mut cut: watch::Receiver<bool>,
+    stop: CancellationToken,
+) {
     let Ok(mut outbound) = TcpStream::connect(target).await else {
         return;
     };
@@ -98,9 +103,17 @@ mod tests {
         assert_eq!(&buf, b"ping");
 
         proxy.set_cut(true);
-        assert_eq!(c.read(&mut buf).await.unwrap(), 0, "the open connection is closed");
+        assert_eq!(
+            c.read(&mut buf).await.unwrap(),
+            0,
+            "the open connection is closed"
+        );
         let mut late = TcpStream::connect(proxy.addr()).await.unwrap();
-        assert_eq!(late.read(&mut buf).await.unwrap_or(0), 0, "a new one is closed at once");
+        assert_eq!(
+            late.read(&mut buf).await.unwrap_or(0),
+            0,
+            "a new one is closed at once"
+        );
 
         proxy.set_cut(false);
         let mut healed = TcpStream::connect(proxy.addr()).await.unwrap();

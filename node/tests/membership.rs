@@ -1,0 +1,149 @@
+//! Membership through the admin API: a node started with `--join` is added
+//! as a learner, catches up (by snapshot, as the log was compacted), is
+//! promoted to voter, and another node is removed; the cluster keeps
+//! taking appends throughout. Adding a node is where the crash report's
+//! cluster crashed ("immediately after ConfChange").
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use raft_node::client::Client;
+use raft_node::cluster::{self, LocalCluster};
+use raft_node::config::NodeConfig;
+use raft_node::handle::{Membership, MembershipChange};
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_raft-node"))
+}
+
+async fn append_many(api: std::net::SocketAddr, n: usize, tag: &str) {
+    let mut client = Client::connect(api).await.unwrap();
+    for i in 0..n {
+        client.append(vec![format!("{tag}-{i}")]).await.unwrap();
+    }
+}
+
+async fn wait_for_records(nodes: &LocalCluster, id: u64, records: u64) {
+    let api = nodes.api(id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut c) = Client::connect(api).await {
+            if c.status().await.map(|s| s.records).unwrap_or(0) >= records {
+                return;
+            }
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = nodes
+                .ids()
+                .into_iter()
+                .map(|n| std::fs::read_to_string(nodes.log_path(n)).unwrap_or_default())
+                .collect();
+            panic!(
+                "node {id} did not reach {records} records; logs:\n{}",
+                logs.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_is_added_as_learner_promoted_and_another_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut configs = cluster::plan(3, dir.path());
+    for c in &mut configs {
+        c.snapshot_entries = 500;
+        c.log_tail_entries = 100;
+    }
+    let mut nodes = LocalCluster::start(binary(), configs.clone()).unwrap();
+    let leader = nodes
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
+    append_many(nodes.api(leader), 1_200, "before").await;
+
+    let addrs = cluster::free_addrs(2);
+    let mut joiner = NodeConfig::new(
+        4,
+        dir.path().join("node-4"),
+        addrs[1],
+        configs[0].peers.clone(),
+    );
+    joiner.peers.insert(4, addrs[0]);
+    joiner.join = true;
+    nodes.add(joiner).unwrap();
+
+    let mut admin = Client::connect(nodes.api(leader)).await.unwrap();
+    let added = admin
+        .change_membership(&MembershipChange::AddLearner {
+            id: 4,
+            addr: addrs[0],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        added,
+        Membership {
+            voters: vec![1, 2, 3],
+            learners: vec![4]
+        }
+    );
+    let again = admin
+        .change_membership(&MembershipChange::AddLearner {
+            id: 4,
+            addr: addrs[0],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.status().map(|s| s.as_u16()), Some(409), "{again}");
+    wait_for_records(&nodes, 4, 1_200).await;
+
+    // Promotion through the CLI, as an operator would.
+    let out = Command::new(binary())
+        .args([
+            "admin",
+            "--api",
+            &nodes.api(leader).to_string(),
+            "promote",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(r#""voters":[1,2,3,4]"#), "{printed}");
+
+    let removed = if leader == 1 { 2 } else { 1 };
+    let after = admin
+        .change_membership(&MembershipChange::Remove { id: removed })
+        .await
+        .unwrap();
+    assert!(
+        !after.voters.contains(&removed) && after.voters.contains(&4),
+        "{after:?}"
+    );
+    nodes.kill(removed);
+
+    append_many(nodes.api(leader), 300, "after").await;
+    wait_for_records(&nodes, 4, 1_500).await;
+    let leader_log = admin.read_all().await.unwrap();
+    let joiner_log = Client::connect(nodes.api(4))
+        .await
+        .unwrap()
+        .read_all()
+        .await
+        .unwrap();
+    assert_eq!(joiner_log, leader_log);
+    let log4 = std::fs::read_to_string(nodes.log_path(4)).unwrap();
+    assert!(log4.contains("installing a snapshot"), "{log4}");
+    for id in nodes.ids() {
+        let log = std::fs::read_to_string(nodes.log_path(id)).unwrap();
+        assert!(!log.contains("panicked"), "node {id}:\n{log}");
+    }
+    nodes.stop(Duration::from_secs(5));
+}
