@@ -4,9 +4,11 @@
 //! The on-disk format and the numbered recovery procedure are specified in
 //! `FORMAT.md`. Writes reach the disk only through the calls of the Ready
 //! loop ([`WalStorage::append`], [`WalStorage::set_hard_state`], ...); they
-//! are durable once [`WalStorage::sync`] returns. A conflicting append
-//! truncates the log's tail, durably (a Truncate record), so a stale tail
-//! never comes back. The storage never drops entries or moves
+//! are durable once [`WalStorage::sync`] returns, or once
+//! [`DetachedSync::wait`] returns for a [`WalStorage::sync_detached`],
+//! whose fdatasync runs without holding the WAL's lock (asynchronous
+//! persistence). A conflicting append truncates the log's tail, durably (a
+//! Truncate record), so a stale tail never comes back. The storage never drops entries or moves
 //! `first_index` on its own: only [`WalStorage::compact`] and
 //! [`WalStorage::apply_snapshot`] do.
 //!
@@ -24,7 +26,7 @@ mod wal;
 
 pub use error::WalError;
 pub use group::GroupCommit;
-pub use storage::WalStorage;
+pub use storage::{DetachedSync, WalStorage};
 
 /// When writes are fdatasynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

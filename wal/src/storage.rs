@@ -7,8 +7,26 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_proto::eraftpb::{ConfState, Entry, HardState, Snapshot};
 
 use crate::error::WalError;
-use crate::wal::{ReadError, Wal};
+use crate::wal::{ReadError, SyncTicket, Wal};
 use crate::WalOptions;
+
+/// A sync started by [`WalStorage::sync_detached`].
+pub struct DetachedSync {
+    wal: WalStorage,
+    ticket: SyncTicket,
+}
+
+impl DetachedSync {
+    /// The fdatasync, outside the WAL's lock.
+    ///
+    /// # Errors
+    ///
+    /// The fdatasync failed; the WAL then refuses writes until reopened.
+    pub fn wait(self) -> Result<(), WalError> {
+        let synced = self.ticket.file.sync_data();
+        self.wal.wl().finish_sync(&self.ticket, synced)
+    }
+}
 
 /// A raft log on a write-ahead log. Clones share one WAL, like
 /// `MemStorage`.
@@ -125,6 +143,25 @@ impl WalStorage {
     /// I/O errors.
     pub fn sync(&self) -> Result<(), WalError> {
         self.wl().sync()
+    }
+
+    /// Starts a sync whose fdatasync runs without holding the WAL's lock:
+    /// reads and further writes go on while [`DetachedSync::wait`] blocks
+    /// on the disk. Everything written before this call is durable once
+    /// `wait` returns `Ok`; `None` if nothing was written since the last
+    /// sync. This is what asynchronous persistence
+    /// (`RawNode::advance_append_async`, then `on_persist_ready` once
+    /// `wait` returns) needs.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors writing the Sync record or duplicating the file handle.
+    pub fn sync_detached(&self) -> Result<Option<DetachedSync>, WalError> {
+        let ticket = self.wl().begin_sync()?;
+        Ok(ticket.map(|ticket| DetachedSync {
+            wal: self.clone(),
+            ticket,
+        }))
     }
 
     /// fdatasyncs so far.

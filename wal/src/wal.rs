@@ -27,6 +27,17 @@ pub enum ReadError {
     Wal(WalError),
 }
 
+/// A sync begun by [`Wal::begin_sync`]: the segment to fdatasync and how
+/// much of it the sync covers. Rotation syncs a segment before leaving it,
+/// so a ticket on an older segment covers nothing new.
+pub struct SyncTicket {
+    /// A second handle on the segment, so the fdatasync needs no lock.
+    pub file: std::fs::File,
+    path: PathBuf,
+    segment: u64,
+    len: u64,
+}
+
 /// The WAL's state.
 pub struct Wal {
     pub(crate) dir: PathBuf,
@@ -103,6 +114,50 @@ impl Wal {
         self.syncs += 1;
         self.dirty = false;
         self.durable_len = self.active().len;
+        Ok(())
+    }
+
+    /// The first half of a sync whose fdatasync runs outside the WAL's
+    /// lock: writes the Sync record and hands out a handle on the active
+    /// segment. Until [`Wal::finish_sync`], nothing written so far counts
+    /// as durable; later writes may go on meanwhile. `None` if nothing was
+    /// written since the last sync.
+    pub fn begin_sync(&mut self) -> Result<Option<SyncTicket>, WalError> {
+        if !self.dirty {
+            return Ok(None);
+        }
+        let mut buf = Vec::with_capacity(format::RECORD_HEADER_BYTES + 8);
+        format::encode_index(Kind::Sync, self.sync_seq + 1, &mut buf);
+        self.write(&buf)?;
+        self.sync_seq += 1;
+        self.dirty = false;
+        let active = self.active();
+        let file = active.file.try_clone().map_err(io_at(&active.path))?;
+        Ok(Some(SyncTicket {
+            file,
+            path: active.path.clone(),
+            segment: active.seq,
+            len: active.len,
+        }))
+    }
+
+    /// The second half: records the outcome of the ticket's fdatasync. A
+    /// failed fdatasync stops the WAL, as in [`Wal::sync`].
+    pub fn finish_sync(
+        &mut self,
+        ticket: &SyncTicket,
+        synced: std::io::Result<()>,
+    ) -> Result<(), WalError> {
+        if let Err(e) = synced {
+            let e = io_at(&ticket.path)(e);
+            self.stopped = Some(e.to_string());
+            return Err(e);
+        }
+        self.syncs += 1;
+        let active = self.active();
+        if active.seq == ticket.segment && ticket.len > self.durable_len {
+            self.durable_len = ticket.len;
+        }
         Ok(())
     }
 

@@ -356,3 +356,44 @@ fn cutting_the_active_segment_at_the_durable_position_keeps_exactly_what_was_syn
     );
     assert_eq!(store.last_index().unwrap(), 10);
 }
+
+#[test]
+fn a_detached_sync_lets_writes_go_on_and_covers_what_came_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.append(&entries(1, 3, 1)).unwrap();
+    let pending = store
+        .sync_detached()
+        .unwrap()
+        .expect("there are writes to sync");
+    // The WAL's lock is free while the sync is pending: reads and writes
+    // go on (a held lock would deadlock this single thread).
+    store.append(&entries(4, 5, 1)).unwrap();
+    assert_eq!(store.last_index().unwrap(), 5);
+    let (segment, durable_before) = store.durable_position();
+    pending.wait().unwrap();
+    let (_, durable_after) = store.durable_position();
+    let written = std::fs::metadata(&segment).unwrap().len();
+    assert!(
+        durable_before < durable_after && durable_after < written,
+        "covers 1..=3, not 4..=5"
+    );
+    assert_eq!(store.syncs(), 1);
+
+    store.sync().unwrap();
+    let written = std::fs::metadata(&segment).unwrap().len();
+    assert_eq!(
+        store.durable_position().1,
+        written,
+        "a full sync covers everything"
+    );
+    assert!(
+        store.sync_detached().unwrap().is_none(),
+        "nothing left to sync"
+    );
+    drop(store);
+    assert_eq!(
+        terms(&open(&dir), 1, 6),
+        (1..=5).map(|i| (i, 1)).collect::<Vec<_>>()
+    );
+}
