@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::client::Client;
 use crate::cluster::{self, LocalCluster};
+use crate::config::Persistence;
 use crate::metrics::sample;
 
 /// What to run.
@@ -31,6 +32,8 @@ pub struct BenchOptions {
     pub warmup_seconds: f64,
     /// Whether to draw a progress bar.
     pub progress: bool,
+    /// How the nodes it starts persist.
+    pub persist: Persistence,
 }
 
 /// One node's disk work during the measured time.
@@ -53,6 +56,9 @@ pub struct BenchResult {
     pub producers: usize,
     /// Records per request.
     pub batch: usize,
+    /// How the nodes persisted (`sync` or `async`; for a running cluster,
+    /// whatever it was started with).
+    pub persist: String,
     /// Records acknowledged in the measured time.
     pub records: u64,
     /// Requests that failed (no leader, timeouts).
@@ -179,6 +185,7 @@ pub async fn run(
         nodes: nodes.len(),
         producers: opts.producers,
         batch: opts.batch,
+        persist: opts.persist.to_string(),
         records,
         errors,
         seconds,
@@ -293,8 +300,8 @@ fn record(producer: usize, seq: u64, bytes: usize) -> String {
 /// The table `raft-node bench` prints, with the 3-to-1 ratio when both ran.
 pub fn render(results: &[BenchResult]) -> String {
     let mut out = String::from(
-        "| nodes | batch | records/s | p50 ms | p99 ms | p99.9 ms | errors | fsyncs/s per node | entries per fsync per node |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "| nodes | persist | batch | records/s | p50 ms | p99 ms | p99.9 ms | errors | fsyncs/s per node | entries per fsync per node |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let fsyncs: Vec<String> = r
@@ -308,8 +315,9 @@ pub fn render(results: &[BenchResult]) -> String {
             .map(|d| format!("{:.1}", d.entries_per_fsync))
             .collect();
         out += &format!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} |\n",
             r.nodes,
+            r.persist,
             r.batch,
             r.records_per_s,
             r.p50_ms,
@@ -321,15 +329,33 @@ pub fn render(results: &[BenchResult]) -> String {
         );
     }
     for r in results.iter().filter(|r| r.nodes > 1) {
-        if let Some(single) = results.iter().find(|s| s.nodes == 1 && s.batch == r.batch) {
+        if let Some(single) = results
+            .iter()
+            .find(|s| s.nodes == 1 && s.batch == r.batch && s.persist == r.persist)
+        {
             out += &format!(
-                "\n{} nodes / 1 node (batch {}): {:.2}\n",
+                "\n{} nodes / 1 node ({}, batch {}): {:.2}",
                 r.nodes,
+                r.persist,
                 r.batch,
                 r.records_per_s / single.records_per_s
             );
         }
     }
+    for r in results.iter().filter(|r| r.persist == "async") {
+        if let Some(sync) = results
+            .iter()
+            .find(|s| s.nodes == r.nodes && s.batch == r.batch && s.persist == "sync")
+        {
+            out += &format!(
+                "\nasync / sync ({} nodes, batch {}): {:.2}",
+                r.nodes,
+                r.batch,
+                r.records_per_s / sync.records_per_s
+            );
+        }
+    }
+    out.push('\n');
     out
 }
 

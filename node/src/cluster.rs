@@ -13,20 +13,41 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use rand::Rng;
 
 use crate::client::Client;
 use crate::config::NodeConfig;
 
-/// Loopback addresses nobody listens on right now. They are free when
-/// returned; a process started soon after binds them.
+/// Loopback addresses nobody listens on right now, below the kernel's
+/// ephemeral port range: ports handed out for outgoing connections and
+/// `bind(0)` (the nemesis's proxies, other tests' clients) come from that
+/// range, so they cannot take a planned port between its choice and a node
+/// binding it, or while a killed node is down.
 ///
 /// # Panics
 ///
-/// If the loopback interface cannot bind an ephemeral port.
+/// If no loopback port below the ephemeral range can be bound.
 pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("an ephemeral loopback port"))
-        .collect();
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let low = ephemeral_low.saturating_sub(12_000).max(1_024);
+    let mut rng = rand::thread_rng();
+    let mut listeners = Vec::with_capacity(n);
+    for _ in 0..100_000 {
+        if listeners.len() == n {
+            break;
+        }
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", rng.gen_range(low..ephemeral_low))) {
+            listeners.push(l);
+        }
+    }
+    assert_eq!(
+        listeners.len(),
+        n,
+        "free loopback ports in {low}..{ephemeral_low}"
+    );
     listeners
         .iter()
         .map(|l| l.local_addr().expect("a bound socket has an address"))
@@ -57,6 +78,7 @@ pub fn serve_args(config: &NodeConfig) -> Vec<String> {
         format!("--heartbeat-ticks={}", config.heartbeat_ticks),
         format!("--snapshot-entries={}", config.snapshot_entries),
         format!("--log-tail-entries={}", config.log_tail_entries),
+        format!("--persist={}", config.persist),
     ];
     args.extend(
         config

@@ -67,6 +67,30 @@ pub struct NodeConfig {
     /// behind catches up by log rather than by snapshot.
     #[serde(default = "defaults::log_tail_entries")]
     pub log_tail_entries: u64,
+    /// How a Ready's writes become durable.
+    #[serde(default)]
+    pub persist: Persistence,
+}
+
+/// How a Ready's writes become durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Persistence {
+    /// The loop waits for each Ready's fdatasync (`RawNode::advance`).
+    #[default]
+    Sync,
+    /// The loop goes on while the fdatasync runs
+    /// (`advance_append_async`, then `on_persist_ready`).
+    Async,
+}
+
+impl std::fmt::Display for Persistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Persistence::Sync => "sync",
+            Persistence::Async => "async",
+        })
+    }
 }
 
 /// TOML keys are strings: the peer table is keyed by the id's digits.
@@ -132,6 +156,7 @@ impl NodeConfig {
             heartbeat_ticks: defaults::heartbeat_ticks(),
             snapshot_entries: defaults::snapshot_entries(),
             log_tail_entries: defaults::log_tail_entries(),
+            persist: Persistence::default(),
         }
     }
 

@@ -14,6 +14,9 @@ pub enum NodeError {
     /// The WAL failed or is corrupt (the message names file and offset).
     #[error(transparent)]
     Wal(#[from] WalError),
+    /// An asynchronous fdatasync failed; the WAL stopped.
+    #[error("WAL fdatasync: {0}")]
+    Persist(std::sync::Arc<WalError>),
     /// Raft refused an operation the loop relies on.
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),

@@ -43,6 +43,8 @@ pub enum Input {
     Unreachable(u64),
     /// The transport sent, or failed to send, a snapshot to a peer.
     SnapshotSent(u64, SnapshotStatus),
+    /// Readies handed to raft with `advance_append_async` are durable.
+    Persisted(Box<crate::persister::Persisted>),
 }
 
 /// Where an append landed.

@@ -18,6 +18,7 @@ pub mod error;
 pub mod handle;
 pub mod metrics;
 pub mod nemesis;
+pub mod persister;
 pub mod ready_loop;
 pub mod serve;
 pub mod state_machine;

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use raft_node::bench::BenchOptions;
 use raft_node::client::Client;
 use raft_node::cluster::{self, LocalCluster};
-use raft_node::config::{parse_peer, NodeConfig};
+use raft_node::config::{parse_peer, NodeConfig, Persistence};
 use raft_node::handle::MembershipChange;
 use raft_node::nemesis::NemesisOptions;
 use tokio_util::sync::CancellationToken;
@@ -76,6 +76,10 @@ struct BenchArgs {
     /// Records per request.
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Persistence modes of the nodes it starts, measured one after the
+    /// other.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "sync")]
+    persist: Vec<Persistence>,
     /// Bytes per record.
     #[arg(long, default_value_t = 256)]
     record_bytes: usize,
@@ -124,6 +128,9 @@ struct ServeArgs {
     snapshot_entries: u64,
     #[arg(long, default_value_t = 5_000)]
     log_tail_entries: u64,
+    /// Wait for each Ready's fdatasync (sync), or go on while it runs (async).
+    #[arg(long, value_enum, default_value_t = Persistence::Sync)]
+    persist: Persistence,
 }
 
 impl ServeArgs {
@@ -144,6 +151,7 @@ impl ServeArgs {
         config.heartbeat_ticks = self.heartbeat_ticks;
         config.snapshot_entries = self.snapshot_entries;
         config.log_tail_entries = self.log_tail_entries;
+        config.persist = self.persist;
         config.check()?;
         Ok(config)
     }
@@ -288,6 +296,7 @@ async fn bench(args: BenchArgs) -> Result<(), AnyError> {
         seconds: args.seconds,
         warmup_seconds: args.warmup_seconds,
         progress: !args.json,
+        persist: Persistence::default(),
     };
     let mut results = Vec::new();
     if let Some(target) = args.target {
@@ -296,19 +305,27 @@ async fn bench(args: BenchArgs) -> Result<(), AnyError> {
             "measuring the running cluster at {target}; fsyncs are counted at node {} only",
             status.id
         );
-        results.push(raft_node::bench::run(target, &[(status.id, target)], &opts).await?);
+        let mut result = raft_node::bench::run(target, &[(status.id, target)], &opts).await?;
+        result.persist = "as started".into();
+        results.push(result);
     } else {
         let scratch = tempfile::tempdir()?;
         let root = args.dir.unwrap_or_else(|| scratch.path().to_owned());
-        for n in args.nodes {
-            eprintln!(
-                "{n} node(s): {} producers, batch {}, {} s",
-                opts.producers, opts.batch, opts.seconds
-            );
-            let dir = root.join(format!("bench-{n}-nodes"));
-            results.push(
-                raft_node::bench::run_local(&std::env::current_exe()?, n, &dir, &opts).await?,
-            );
+        for persist in args.persist {
+            for &n in &args.nodes {
+                let opts = BenchOptions {
+                    persist,
+                    ..opts.clone()
+                };
+                eprintln!(
+                    "{n} node(s), persist {persist}: {} producers, batch {}, {} s",
+                    opts.producers, opts.batch, opts.seconds
+                );
+                let dir = root.join(format!("bench-{n}-nodes-{persist}"));
+                results.push(
+                    raft_node::bench::run_local(&std::env::current_exe()?, n, &dir, &opts).await?,
+                );
+            }
         }
     }
     if args.json {

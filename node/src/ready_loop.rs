@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
-use raft::{RawNode, StateRole, Storage};
+use raft::{RawNode, Ready, StateRole, Storage};
 use raft_proto::eraftpb::{
     ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
     HardState, Message, Snapshot,
@@ -33,6 +33,7 @@ use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::handle::{Appended, Input, Membership, MembershipChange, RequestError, Status};
 use crate::metrics::Metrics;
+use crate::persister::PersistJob;
 use crate::state_machine::{Proposal, RecordLog};
 use crate::transport::Peers;
 
@@ -70,6 +71,8 @@ pub struct ReadyLoop {
     log_tail_entries: u64,
     /// The configuration as of the applied index.
     conf_state: ConfState,
+    /// `Some` with `--persist async`: where Readies go to be synced.
+    persist_jobs: Option<mpsc::Sender<PersistJob>>,
     /// Invariant: `last_snapshot <= applied`.
     last_snapshot: u64,
     /// A member was added since the last snapshot: the kept snapshot does
@@ -100,6 +103,7 @@ impl ReadyLoop {
         metrics: Arc<Metrics>,
         inbox: mpsc::Receiver<Input>,
         config: &NodeConfig,
+        persist_jobs: Option<mpsc::Sender<PersistJob>>,
     ) -> Result<ReadyLoop, NodeError> {
         let store = raw.store().clone();
         let conf_state = store.initial_state()?.conf_state;
@@ -115,6 +119,7 @@ impl ReadyLoop {
             snapshot_entries: config.snapshot_entries,
             log_tail_entries: config.log_tail_entries,
             conf_state,
+            persist_jobs,
             last_snapshot: applied,
             member_added: false,
             leader: 0,
@@ -140,13 +145,13 @@ impl ReadyLoop {
                 _ = stop.cancelled() => return Ok(()),
                 _ = ticker.tick() => self.on_tick(),
                 input = self.inbox.recv() => match input {
-                    Some(input) => self.on_input(input),
+                    Some(input) => self.on_input(input)?,
                     None => return Ok(()),
                 },
             }
             for _ in 0..INPUTS_PER_READY {
                 match self.inbox.try_recv() {
-                    Ok(input) => self.on_input(input),
+                    Ok(input) => self.on_input(input)?,
                     Err(_) => break,
                 }
             }
@@ -165,7 +170,7 @@ impl ReadyLoop {
         self.confirmed_reads.retain(|(_, r)| !r.is_closed());
     }
 
-    fn on_input(&mut self, input: Input) {
+    fn on_input(&mut self, input: Input) -> Result<(), NodeError> {
         match input {
             Input::Raft(msg) => {
                 if let Err(e) = self.raw.step(*msg) {
@@ -178,7 +183,7 @@ impl ReadyLoop {
             Input::ReadBarrier { reply } => {
                 if self.leader == 0 {
                     let _ = reply.send(Err(RequestError::NoLeader));
-                    return;
+                    return Ok(());
                 }
                 let ctx = self.take_seq().to_be_bytes().to_vec();
                 self.raw.read_index(ctx.clone());
@@ -190,7 +195,13 @@ impl ReadyLoop {
             }
             Input::Unreachable(id) => self.raw.report_unreachable(id),
             Input::SnapshotSent(id, status) => self.raw.report_snapshot(id, status),
+            Input::Persisted(persisted) => {
+                persisted.result.map_err(NodeError::Persist)?;
+                self.raw.on_persist_ready(persisted.number);
+                self.send(persisted.messages);
+            }
         }
+        Ok(())
     }
 
     fn take_seq(&mut self) -> u64 {
@@ -298,7 +309,21 @@ impl ReadyLoop {
                 self.confirmed_reads.push((rs.index, reply));
             }
         }
-        // 5. New entries and the hard state: one write, one fdatasync.
+        // 5.-7. New entries and the hard state: one write, then
+        //    durability, then what had to wait for it.
+        match self.persist_jobs.clone() {
+            None => self.persist_and_advance(ready).await?,
+            Some(jobs) => self.persist_async(ready, jobs).await?,
+        }
+        self.serve_reads();
+        self.maybe_snapshot().await?;
+        self.update_gauges();
+        Ok(())
+    }
+
+    /// Steps 5-7 with `--persist sync`: the loop waits for the fdatasync.
+    async fn persist_and_advance(&mut self, mut ready: Ready) -> Result<(), NodeError> {
+        // 5. One write and one fdatasync for the Ready.
         let entries = ready.take_entries();
         let hard_state = ready.hs().cloned();
         if !entries.is_empty() || hard_state.is_some() {
@@ -320,9 +345,43 @@ impl ReadyLoop {
         self.send(light.take_messages());
         self.apply(light.take_committed_entries()).await?;
         self.raw.advance_apply();
-        self.serve_reads();
-        self.maybe_snapshot().await?;
-        self.update_gauges();
+        Ok(())
+    }
+
+    /// Steps 5-7 with `--persist async`: the write happens now (raft
+    /// reads the entries back from the WAL before they are durable), the
+    /// fdatasync on the persister, and the persisted messages when it
+    /// reports back ([`Input::Persisted`]).
+    async fn persist_async(
+        &mut self,
+        mut ready: Ready,
+        jobs: mpsc::Sender<PersistJob>,
+    ) -> Result<(), NodeError> {
+        let entries = ready.take_entries();
+        let hard_state = ready.hs().cloned();
+        let count = entries.len() as u64;
+        let sync = self
+            .on_disk(move |s| {
+                if !entries.is_empty() {
+                    s.append(&entries)?;
+                }
+                if let Some(hs) = hard_state {
+                    s.set_hard_state(hs)?;
+                }
+                s.sync_detached()
+            })
+            .await?;
+        self.metrics.entries_persisted.inc_by(count);
+        let job = PersistJob {
+            number: ready.number(),
+            sync,
+            messages: ready.take_persisted_messages(),
+            entries: count,
+        };
+        self.raw.advance_append_async(ready);
+        self.raw.advance_apply();
+        // The persister only stops when the loop does.
+        let _ = jobs.send(job).await;
         Ok(())
     }
 

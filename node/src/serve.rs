@@ -14,16 +14,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, Instrument};
 
 use crate::api;
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, Persistence};
 use crate::error::NodeError;
 use crate::handle::NodeHandle;
 use crate::metrics::Metrics;
+use crate::persister;
 use crate::ready_loop::ReadyLoop;
 use crate::state_machine::RecordLog;
 use crate::transport::{self, Peers};
 
 /// Requests queued for the Ready loop before senders wait.
 const INBOX_REQUESTS: usize = 16_384;
+/// Readies handed to the persister before the loop waits for it.
+const PERSIST_JOBS: usize = 1024;
 /// How long a client request waits for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -104,7 +107,25 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
         peers.connect(peer, addr);
     }
     let log = Arc::new(RwLock::new(log));
-    let ready_loop = ReadyLoop::new(raw, log.clone(), peers, metrics.clone(), inbox, &config)?;
+    let persist_jobs = match config.persist {
+        Persistence::Sync => None,
+        Persistence::Async => {
+            let (jobs, queue) = mpsc::channel(PERSIST_JOBS);
+            tokio::spawn(
+                persister::run(queue, inbox_tx.clone(), metrics.clone()).in_current_span(),
+            );
+            Some(jobs)
+        }
+    };
+    let ready_loop = ReadyLoop::new(
+        raw,
+        log.clone(),
+        peers,
+        metrics.clone(),
+        inbox,
+        &config,
+        persist_jobs,
+    )?;
 
     tokio::spawn(transport::serve(
         peer_listener,

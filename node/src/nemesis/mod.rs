@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, ClientError};
 use crate::cluster::{self, LocalCluster};
+use crate::config::Persistence;
 use history::{Op, OpKind, Outcome, Violation};
 use proxy::LinkProxy;
 
@@ -77,6 +78,8 @@ const FAULTS: [Fault; 5] = [
 pub struct NemesisReport {
     /// The seed.
     pub seed: u64,
+    /// How each node persisted.
+    pub persist: BTreeMap<u64, Persistence>,
     /// Faults injected, by kind.
     pub faults: BTreeMap<Fault, u64>,
     /// Appends: acknowledged, refused, unknown.
@@ -128,12 +131,20 @@ pub fn replay_command(opts: &NemesisOptions) -> String {
 pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, NemesisError> {
     let stop = CancellationToken::new();
     let _stop_proxies = stop.clone().drop_guard();
+    let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut configs = cluster::plan(3, &opts.dir);
-    // Snapshots often enough that restarted nodes also catch up by one.
+    // Snapshots often enough that restarted nodes also catch up by one;
+    // each node persists synchronously or asynchronously, by the seed.
     for c in &mut configs {
         c.snapshot_entries = 1_000;
         c.log_tail_entries = 200;
+        c.persist = if rng.gen_bool(0.5) {
+            Persistence::Async
+        } else {
+            Persistence::Sync
+        };
     }
+    let persist = configs.iter().map(|c| (c.id, c.persist)).collect();
     let mut proxies = BTreeMap::new();
     for from in &configs {
         for to in &configs {
@@ -174,7 +185,6 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, NemesisError> {
             ))
         })
         .collect();
-    let mut rng = StdRng::seed_from_u64(opts.seed);
     let faults = inject(&mut nodes, &proxies, &mut rng, stop_at).await;
     for c in clients {
         c.await.expect("a client does not panic");
@@ -232,6 +242,7 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, NemesisError> {
     };
     Ok(NemesisReport {
         seed: opts.seed,
+        persist,
         faults,
         appends: [count(true, ok), count(true, failed), count(true, unknown)],
         reads: [
@@ -273,9 +284,9 @@ async fn inject(
                 };
                 nodes.kill(target);
                 tokio::time::sleep(hold).await;
-                if let Err(e) = nodes.restart(target) {
-                    tracing::error!("restarting node {target}: {e}");
-                }
+                // A node that cannot be started again shows as not
+                // running when the run fails to converge.
+                let _ = nodes.restart(target);
             }
             Fault::Pause => {
                 nodes.pause(victim);
@@ -450,8 +461,14 @@ async fn converge(
             break;
         }
         if Instant::now() > deadline {
+            let down: Vec<u64> = nodes
+                .ids()
+                .into_iter()
+                .filter(|&id| !nodes.is_up(id))
+                .collect();
             return Err(NemesisError::NoConvergence(format!(
-                "leader {leader}; (commit, applied, records) per node: {states:?}"
+                "leader {leader}; (commit, applied, records) of the nodes that answered: {states:?}; \
+                 processes not running: {down:?}"
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -486,9 +503,10 @@ fn panics_in_logs(nodes: &LocalCluster) -> Vec<String> {
 /// A one-paragraph account of a run.
 pub fn render(report: &NemesisReport, dir: &Path) -> String {
     format!(
-        "seed {}: faults {:?}; appends ok/refused/unknown {:?}; reads ok/refused/unknown {:?}; \
+        "seed {} (persist {:?}): faults {:?}; appends ok/refused/unknown {:?}; reads ok/refused/unknown {:?}; \
          final log {} records; violations {}; acknowledged records lost {}; panics {}; logs in {}",
         report.seed,
+        report.persist,
         report.faults,
         report.appends,
         report.reads,
