@@ -198,6 +198,7 @@ impl ReadyLoop {
             Input::Persisted(persisted) => {
                 persisted.result.map_err(NodeError::Persist)?;
                 self.raw.on_persist_ready(persisted.number);
+                self.advance_apply_async();
                 self.send(persisted.messages);
             }
         }
@@ -379,10 +380,23 @@ impl ReadyLoop {
             entries: count,
         };
         self.raw.advance_append_async(ready);
-        self.raw.advance_apply();
+        self.advance_apply_async();
         // The persister only stops when the loop does.
         let _ = jobs.send(job).await;
         Ok(())
+    }
+
+    /// With `--persist async`, a snapshot is applied to the records when
+    /// its Ready is handled but is durable only once the persister says
+    /// so, and raft refuses an applied index past what is persisted
+    /// (`applied_to` is fatal there: seen in nemesis seed 30). So the
+    /// applied index raft hears is the records' one, capped at the
+    /// persisted index, and raised again when a persist completes.
+    fn advance_apply_async(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let applied = self.log.read().unwrap_or_else(|e| e.into_inner()).applied();
+        let to = applied.min(log.persisted).max(log.applied);
+        self.raw.advance_apply_to(to);
     }
 
     fn on_soft_state(&mut self, leader: u64, role: StateRole) {
