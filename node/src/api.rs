@@ -8,7 +8,7 @@
 //! | route | does |
 //! |---|---|
 //! | `POST /v1/append` `{"records": ["a", "b"]}` | replicates the records as one entry; `{"offset": 0, "count": 2}` once applied here |
-//! | `GET /v1/records?from=0&max=100&linearizable=true` | reads records; linearizable (ReadIndex) unless `linearizable=false` |
+//! | `GET /v1/records?from=0&max=100&linearizable=true` | `{"first": 0, "records": [...], "end": 2}`; linearizable (ReadIndex) unless `linearizable=false` |
 //! | `GET /v1/status` | role, leader, term, indexes, membership |
 //! | `POST /v1/membership` `{"op": "add-learner", "id": 4, "addr": "127.0.0.1:7004"}` | `add-learner`, `promote`, `remove` |
 //! | `GET /metrics` | Prometheus text |
@@ -76,7 +76,10 @@ fn default_linearizable() -> bool {
 /// `GET /v1/records` answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReadResponse {
-    /// The records from `from`, in order.
+    /// The offset of the first record returned: `from`, or the oldest
+    /// offset kept if `from` is older (see `retention_records`).
+    pub first: u64,
+    /// The records from `first`, in order.
     pub records: Vec<String>,
     /// Records in the log when read: the read saw offsets `0..end`.
     pub end: u64,
@@ -147,14 +150,15 @@ async fn read(
         state.node.read_barrier().await?;
     }
     let log = state.log.read().unwrap_or_else(|e| e.into_inner());
-    let records = log
-        .read(query.from, query.max.min(MAX_READ_RECORDS))
+    let (first, records) = log.read(query.from, query.max.min(MAX_READ_RECORDS));
+    let records = records
         .iter()
         .map(|r| String::from_utf8_lossy(r).into_owned())
         .collect();
     Ok(Json(ReadResponse {
+        first,
         records,
-        end: log.len(),
+        end: log.end(),
     }))
 }
 

@@ -160,20 +160,20 @@ impl Client {
         self.call(Method::GET, &path, Bytes::new()).await
     }
 
-    /// Every record this node has applied, without a read barrier, in
-    /// pages.
+    /// Every record this node keeps, without a read barrier, in pages;
+    /// with the offset of the first.
     ///
     /// # Errors
     ///
     /// [`ClientError`].
-    pub async fn read_all(&mut self) -> Result<Vec<String>, ClientError> {
+    pub async fn read_all(&mut self) -> Result<(u64, Vec<String>), ClientError> {
+        let first = self.read(0, 0, false).await?.first;
         let mut log = Vec::new();
         loop {
-            let page = self
-                .read(log.len() as u64, crate::api::MAX_READ_RECORDS, false)
-                .await?;
+            let from = first + log.len() as u64;
+            let page = self.read(from, crate::api::MAX_READ_RECORDS, false).await?;
             if page.records.is_empty() {
-                return Ok(log);
+                return Ok((first, log));
             }
             log.extend(page.records);
         }

@@ -78,6 +78,7 @@ pub fn serve_args(config: &NodeConfig) -> Vec<String> {
         format!("--heartbeat-ticks={}", config.heartbeat_ticks),
         format!("--snapshot-entries={}", config.snapshot_entries),
         format!("--log-tail-entries={}", config.log_tail_entries),
+        format!("--retention-records={}", config.retention_records),
         format!("--persist={}", config.persist),
     ];
     args.extend(

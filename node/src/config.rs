@@ -67,6 +67,11 @@ pub struct NodeConfig {
     /// behind catches up by log rather than by snapshot.
     #[serde(default = "defaults::log_tail_entries")]
     pub log_tail_entries: u64,
+    /// Records the log keeps, the most recent; older offsets are dropped,
+    /// as a broker's retention does. Bounds memory and snapshot size; give
+    /// every node the same value.
+    #[serde(default = "defaults::retention_records")]
+    pub retention_records: usize,
     /// How a Ready's writes become durable.
     #[serde(default)]
     pub persist: Persistence,
@@ -140,6 +145,9 @@ mod defaults {
     pub fn log_tail_entries() -> u64 {
         5_000
     }
+    pub fn retention_records() -> usize {
+        100_000
+    }
 }
 
 impl NodeConfig {
@@ -156,6 +164,7 @@ impl NodeConfig {
             heartbeat_ticks: defaults::heartbeat_ticks(),
             snapshot_entries: defaults::snapshot_entries(),
             log_tail_entries: defaults::log_tail_entries(),
+            retention_records: defaults::retention_records(),
             persist: Persistence::default(),
         }
     }

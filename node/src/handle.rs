@@ -105,7 +105,7 @@ pub struct Status {
     pub applied: u64,
     /// Its WAL's last index.
     pub last_index: u64,
-    /// Records in its log.
+    /// Records ever appended to its log (the next offset).
     pub records: u64,
     /// The members.
     pub membership: Membership,

@@ -128,6 +128,9 @@ struct ServeArgs {
     snapshot_entries: u64,
     #[arg(long, default_value_t = 5_000)]
     log_tail_entries: u64,
+    /// Records the log keeps; older offsets are dropped.
+    #[arg(long, default_value_t = 100_000)]
+    retention_records: usize,
     /// Wait for each Ready's fdatasync (sync), or go on while it runs (async).
     #[arg(long, value_enum, default_value_t = Persistence::Sync)]
     persist: Persistence,
@@ -152,6 +155,7 @@ impl ServeArgs {
         config.snapshot_entries = self.snapshot_entries;
         config.log_tail_entries = self.log_tail_entries;
         config.persist = self.persist;
+        config.retention_records = self.retention_records;
         config.check()?;
         Ok(config)
     }

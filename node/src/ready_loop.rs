@@ -68,6 +68,7 @@ pub struct ReadyLoop {
     inbox: mpsc::Receiver<Input>,
     tick: Duration,
     snapshot_entries: u64,
+    retention_records: usize,
     log_tail_entries: u64,
     /// The configuration as of the applied index.
     conf_state: ConfState,
@@ -117,6 +118,7 @@ impl ReadyLoop {
             inbox,
             tick: Duration::from_millis(config.tick_ms),
             snapshot_entries: config.snapshot_entries,
+            retention_records: config.retention_records,
             log_tail_entries: config.log_tail_entries,
             conf_state,
             persist_jobs,
@@ -457,7 +459,7 @@ impl ReadyLoop {
             "installing a snapshot at index {} term {}",
             meta.index, meta.term
         );
-        let mut restored = RecordLog::default();
+        let mut restored = RecordLog::new(self.retention_records);
         restored.restore(meta.index, snap.get_data())?;
         self.on_disk(move |s| s.apply_snapshot(snap)).await?;
         *self.log.write().unwrap_or_else(|e| e.into_inner()) = restored;
@@ -611,7 +613,7 @@ impl ReadyLoop {
             commit: self.raw.raft.raft_log.committed,
             applied: log.applied(),
             last_index: self.raw.raft.raft_log.last_index(),
-            records: log.len(),
+            records: log.end(),
             membership: self.membership(),
         }
     }
@@ -619,7 +621,7 @@ impl ReadyLoop {
     fn update_gauges(&self) {
         let log = self.log.read().unwrap_or_else(|e| e.into_inner());
         self.metrics.applied_index.set(log.applied() as i64);
-        self.metrics.records.set(log.len() as i64);
+        self.metrics.records.set(log.end() as i64);
         self.metrics
             .commit_index
             .set(self.raw.raft.raft_log.committed as i64);

@@ -75,7 +75,7 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
     };
     let snapshot = store.snapshot(0, id)?;
     let applied = snapshot.get_metadata().index;
-    let mut log = RecordLog::default();
+    let mut log = RecordLog::new(config.retention_records);
     log.restore(applied, snapshot.get_data())?;
 
     let raft_config = Config {

@@ -7,9 +7,16 @@
 //!   (len u32 | bytes) * count`, all big-endian. `(proposer, seq)` lets the
 //!   node that took the client's request find its answer when the entry is
 //!   applied, on whichever node raft forwarded it through.
-//! * a snapshot's data is `count u64 | (len u32 | bytes) * count`: every
-//!   record, so a follower that fell behind the compacted log is rebuilt
-//!   from it.
+//! * a snapshot's data is `start u64 | count u64 | (len u32 | bytes) *
+//!   count`: the retained records and the offset of the first, so a
+//!   follower that fell behind the compacted log is rebuilt from it.
+//!
+//! Like a broker partition, the log keeps the last `retention` records:
+//! offsets keep counting, older records are dropped. That bounds the
+//! memory and, above all, the snapshot, which the WAL writes whole (and
+//! again at the head of every new segment).
+
+use std::collections::VecDeque;
 
 use bytes::{Buf, BufMut, Bytes};
 
@@ -116,23 +123,43 @@ fn read_records(
 
 /// The record log.
 ///
-/// Invariant: `records` holds exactly the records of the entries applied up
-/// to `applied`, in log order; the same applied index gives the same records
-/// on every node.
-#[derive(Debug, Default)]
+/// Invariant: `records` holds the records at offsets `start..start +
+/// records.len()`, the last at most `retention` of those appended by the
+/// entries applied up to `applied`, in log order; the same applied index
+/// gives the same offsets and records on every node.
+#[derive(Debug)]
 pub struct RecordLog {
-    records: Vec<Bytes>,
+    start: u64,
+    records: VecDeque<Bytes>,
     applied: u64,
+    retention: usize,
 }
 
 impl RecordLog {
+    /// An empty log keeping at most `retention` records (at least one).
+    pub fn new(retention: usize) -> RecordLog {
+        RecordLog {
+            start: 0,
+            records: VecDeque::new(),
+            applied: 0,
+            retention: retention.max(1),
+        }
+    }
+
     /// Appends a proposal's records at raft index `index`; returns the
     /// offset of the first.
     pub fn apply(&mut self, index: u64, records: &[Bytes]) -> u64 {
-        let first = self.records.len() as u64;
-        self.records.extend_from_slice(records);
+        let first = self.end();
+        self.records.extend(records.iter().cloned());
+        self.trim();
         self.applied = index;
         first
+    }
+
+    fn trim(&mut self) {
+        let excess = self.records.len().saturating_sub(self.retention);
+        self.records.drain(..excess);
+        self.start += excess as u64;
     }
 
     /// Moves the applied index over an entry that carries no records (an
@@ -146,27 +173,32 @@ impl RecordLog {
         self.applied
     }
 
-    /// Records held.
-    pub fn len(&self) -> u64 {
-        self.records.len() as u64
+    /// The offset of the oldest record kept.
+    pub fn start(&self) -> u64 {
+        self.start
     }
 
-    /// Whether no record was appended yet.
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+    /// The offset the next record will get: records ever appended.
+    pub fn end(&self) -> u64 {
+        self.start + self.records.len() as u64
     }
 
-    /// Up to `max` records from offset `from`.
-    pub fn read(&self, from: u64, max: usize) -> &[Bytes] {
-        let start = (from as usize).min(self.records.len());
-        let end = start.saturating_add(max).min(self.records.len());
-        &self.records[start..end]
+    /// Up to `max` records from offset `from` (from the oldest kept if
+    /// `from` is older), with the offset of the first.
+    pub fn read(&self, from: u64, max: usize) -> (u64, Vec<Bytes>) {
+        let first = from.clamp(self.start, self.end());
+        let skip = (first - self.start) as usize;
+        (
+            first,
+            self.records.iter().skip(skip).take(max).cloned().collect(),
+        )
     }
 
     /// The snapshot data of the log as it stands.
     pub fn snapshot(&self) -> Vec<u8> {
         let len: usize = self.records.iter().map(|r| 4 + r.len()).sum();
-        let mut out = Vec::with_capacity(8 + len);
+        let mut out = Vec::with_capacity(16 + len);
+        out.put_u64(self.start);
         out.put_u64(self.records.len() as u64);
         for r in &self.records {
             out.put_u32(r.len() as u32);
@@ -182,33 +214,29 @@ impl RecordLog {
     /// Data not written by [`RecordLog::snapshot`]; the log is unchanged.
     pub fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), DecodeError> {
         let what = "snapshot";
-        if data.is_empty() {
-            // The empty snapshot a new cluster starts from.
-            *self = RecordLog {
-                records: Vec::new(),
-                applied: index,
-            };
-            return Ok(());
+        let mut restored = RecordLog::new(self.retention);
+        restored.applied = index;
+        // The empty data of the snapshot a new cluster starts from.
+        if !data.is_empty() {
+            let mut buf = Bytes::copy_from_slice(data);
+            if buf.remaining() < 16 {
+                return Err(malformed(
+                    what,
+                    format!("{} bytes, header needs 16", data.len()),
+                ));
+            }
+            restored.start = buf.get_u64();
+            let count = buf.get_u64();
+            restored.records = read_records(&mut buf, count, what)?.into();
+            if buf.has_remaining() {
+                return Err(malformed(
+                    what,
+                    format!("{} trailing bytes", buf.remaining()),
+                ));
+            }
+            restored.trim();
         }
-        let mut buf = Bytes::copy_from_slice(data);
-        if buf.remaining() < 8 {
-            return Err(malformed(
-                what,
-                format!("{} bytes, header needs 8", data.len()),
-            ));
-        }
-        let count = buf.get_u64();
-        let records = read_records(&mut buf, count, what)?;
-        if buf.has_remaining() {
-            return Err(malformed(
-                what,
-                format!("{} trailing bytes", buf.remaining()),
-            ));
-        }
-        *self = RecordLog {
-            records,
-            applied: index,
-        };
+        *self = restored;
         Ok(())
     }
 }
@@ -256,21 +284,35 @@ mod tests {
         let mut bytes = vec![0; 16];
         bytes.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(Proposal::decode(&bytes.into()).is_err());
-        let mut snap = u64::MAX.to_be_bytes().to_vec();
+        let mut snap = vec![0; 8];
+        snap.extend_from_slice(&u64::MAX.to_be_bytes());
         snap.extend_from_slice(&[0, 0, 0, 1, 5]);
-        assert!(RecordLog::default().restore(3, &snap).is_err());
+        assert!(RecordLog::new(10).restore(3, &snap).is_err());
     }
 
     #[test]
     fn snapshot_restores_the_same_records_and_offsets() {
-        let mut log = RecordLog::default();
+        let mut log = RecordLog::new(10);
         assert_eq!(log.apply(5, &proposal().records), 0);
         assert_eq!(log.apply(6, &proposal().records), 3);
-        let mut restored = RecordLog::default();
+        let mut restored = RecordLog::new(10);
         restored.restore(6, &log.snapshot()).unwrap();
         assert_eq!(restored.read(0, 100), log.read(0, 100));
-        assert_eq!((restored.applied(), restored.len()), (6, 6));
-        assert_eq!(restored.read(4, 1), &[Bytes::new()][..]);
-        assert!(restored.read(9, 5).is_empty());
+        assert_eq!((restored.applied(), restored.end()), (6, 6));
+        assert_eq!(restored.read(4, 1), (4, vec![Bytes::new()]));
+        assert_eq!(restored.read(9, 5), (6, vec![]));
+    }
+
+    #[test]
+    fn retention_drops_the_oldest_records_and_keeps_offsets() {
+        let mut log = RecordLog::new(4);
+        assert_eq!(log.apply(1, &proposal().records), 0);
+        assert_eq!(log.apply(2, &proposal().records), 3);
+        assert_eq!((log.start(), log.end()), (2, 6));
+        let (first, records) = log.read(0, 10);
+        assert_eq!((first, records.len()), (2, 4));
+        let mut smaller = RecordLog::new(2);
+        smaller.restore(2, &log.snapshot()).unwrap();
+        assert_eq!(smaller.read(0, 10), log.read(4, 10));
     }
 }

@@ -63,7 +63,8 @@ async fn node3_catches_up_after_kill_and_restart() {
         .unwrap()
         .read_all()
         .await
-        .unwrap();
+        .unwrap()
+        .1;
     loop {
         let caught_up = match Client::connect(nodes.api(3)).await {
             Ok(mut c) => {
@@ -85,7 +86,8 @@ async fn node3_catches_up_after_kill_and_restart() {
         .unwrap()
         .read_all()
         .await
-        .unwrap();
+        .unwrap()
+        .1;
     assert_eq!(node3_log, leader_log, "node 3's log equals the leader's");
     for (offset, value) in &acked {
         assert_eq!(

@@ -131,13 +131,14 @@ async fn a_joining_node_is_added_as_learner_promoted_and_another_removed() {
 
     append_many(nodes.api(leader), 300, "after").await;
     wait_for_records(&nodes, 4, 1_500).await;
-    let leader_log = admin.read_all().await.unwrap();
+    let leader_log = admin.read_all().await.unwrap().1;
     let joiner_log = Client::connect(nodes.api(4))
         .await
         .unwrap()
         .read_all()
         .await
-        .unwrap();
+        .unwrap()
+        .1;
     assert_eq!(joiner_log, leader_log);
     let log4 = std::fs::read_to_string(nodes.log_path(4)).unwrap();
     assert!(log4.contains("installing a snapshot"), "{log4}");

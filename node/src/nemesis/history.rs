@@ -124,7 +124,7 @@ pub enum Violation {
     ReadContent {
         /// When the read was invoked.
         invoke_us: u64,
-        /// The offset it read from.
+        /// The offset it asked to read from.
         from: u64,
     },
     /// A read missed an append acknowledged before it was invoked.
@@ -286,7 +286,7 @@ fn check_reads(
         })
         .collect();
     for &(op, from, r) in &reads {
-        let start = (from as usize).min(log.len());
+        let start = (r.first as usize).min(log.len());
         let expected = &log[start..(start + r.records.len()).min(log.len())];
         if r.records != expected || r.end as usize > log.len() {
             out.push(Violation::ReadContent {
@@ -347,6 +347,7 @@ mod tests {
             kind: OpKind::Read {
                 from,
                 result: Outcome::Ok(ReadResponse {
+                    first: from,
                     records: records.iter().map(|s| s.to_string()).collect(),
                     end,
                 }),

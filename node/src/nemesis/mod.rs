@@ -477,11 +477,15 @@ async fn converge(
     for id in nodes.ids() {
         let api = nodes.api(id);
         let read = async { Client::connect(api).await?.read_all().await };
-        logs.insert(
-            id,
-            read.await
-                .map_err(|e| NemesisError::NoConvergence(e.to_string()))?,
-        );
+        let (first, log) = read
+            .await
+            .map_err(|e| NemesisError::NoConvergence(e.to_string()))?;
+        if first != 0 {
+            return Err(NemesisError::NoConvergence(format!(
+                "node {id} keeps offsets from {first} only: the run outgrew retention_records"
+            )));
+        }
+        logs.insert(id, log);
     }
     Ok(logs)
 }
