@@ -14,6 +14,7 @@ pub mod compare;
 pub mod divergence;
 pub mod engine;
 pub mod faults;
+pub mod html;
 pub mod run;
 pub mod scenario;
 pub mod shrink;

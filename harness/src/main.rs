@@ -7,7 +7,9 @@ use clap::{Args, Parser, Subcommand};
 
 use harness::bench::{bench, BenchWorkload};
 use harness::compare::{aggregate, compare, fork_failed, merge, render, to_json, Sweep};
+use harness::divergence::{classify, Divergence};
 use harness::engine::EngineKind;
+use harness::html;
 use harness::run::{run, Ending};
 use harness::scenario::{Options, Overrides, Scenario};
 use harness::shrink::shrink;
@@ -69,6 +71,10 @@ enum Command {
         /// `shrink` prints.
         #[arg(long, value_delimiter = ',')]
         keep_faults: Option<Vec<u64>>,
+        /// Also write the run as a space-time diagram, one self-contained
+        /// HTML page (with `--engine both`, the two runs side by side).
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// A smaller schedule that fails the same way, with its replay command.
     Shrink {
@@ -128,6 +134,36 @@ impl From<Shape> for Overrides {
     }
 }
 
+/// An engine, or both side by side.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum EngineArg {
+    /// crates.io raft 0.7.0.
+    Upstream,
+    /// This repository's raft.
+    Fork,
+    /// Upstream, then the fork, on the same schedule.
+    Both,
+}
+
+impl EngineArg {
+    fn engines(self) -> Vec<EngineKind> {
+        match self {
+            EngineArg::Upstream => vec![EngineKind::Upstream],
+            EngineArg::Fork => vec![EngineKind::Fork],
+            EngineArg::Both => EngineKind::ALL.to_vec(),
+        }
+    }
+}
+
+/// How a failed run ended, as replay prints it.
+fn ending_line(ending: &Ending) -> Option<String> {
+    match ending {
+        Ending::Passed => None,
+        Ending::Panicked(msg) => Some(format!("panicked: {msg}")),
+        Ending::Violated(v) => Some(format!("violation: {v}")),
+    }
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// The scenario.
@@ -136,9 +172,9 @@ struct RunArgs {
     /// The seed.
     #[arg(long)]
     seed: u64,
-    /// The engine.
+    /// The engine (`both` only for replay).
     #[arg(long, value_enum)]
-    engine: EngineKind,
+    engine: EngineArg,
     #[command(flatten)]
     shape: Shape,
 }
@@ -219,6 +255,7 @@ fn main() -> ExitCode {
             run: args,
             trace,
             keep_faults,
+            html,
         } => {
             let mut opts = Options::derive(args.scenario, args.seed, args.shape.into());
             opts.keep_faults = keep_faults.map(|k| k.into_iter().collect());
@@ -226,42 +263,91 @@ fn main() -> ExitCode {
                 "{}",
                 serde_json::to_string_pretty(&opts).expect("options serialize")
             );
-            let level = if trace {
+            let level = if trace || html.is_some() {
                 TraceLevel::Lines
             } else {
                 TraceLevel::Hash
             };
-            let outcome = run(args.engine, &opts, level);
-            for line in &outcome.lines {
-                println!("{line}");
+            let mut outcomes = Vec::new();
+            let mut code = ExitCode::SUCCESS;
+            for engine in args.engine.engines() {
+                let outcome = run(engine, &opts, level);
+                if trace {
+                    for line in &outcome.lines {
+                        println!("{line}");
+                    }
+                }
+                println!(
+                    "{} {} seed {}: tick {}, {} committed, {} fault events, trace {:016x}",
+                    args.scenario.name(),
+                    engine.name(),
+                    args.seed,
+                    outcome.tick,
+                    outcome.committed,
+                    outcome.faults.len(),
+                    outcome.trace_hash
+                );
+                match ending_line(&outcome.ending) {
+                    None => println!("passed"),
+                    Some(line) => {
+                        println!("{line}");
+                        code = ExitCode::FAILURE;
+                    }
+                }
+                outcomes.push((engine, outcome));
             }
-            println!(
-                "{} {} seed {}: tick {}, {} committed, {} fault events, trace {:016x}",
-                args.scenario.name(),
-                args.engine.name(),
-                args.seed,
-                outcome.tick,
-                outcome.committed,
-                outcome.faults.len(),
-                outcome.trace_hash
-            );
-            match &outcome.ending {
-                Ending::Passed => {
-                    println!("passed");
-                    ExitCode::SUCCESS
+            if let Some(path) = html {
+                let title = |engine: EngineKind| {
+                    format!(
+                        "{} {} seed {}",
+                        args.scenario.name(),
+                        engine.name(),
+                        args.seed
+                    )
+                };
+                let divergence = match outcomes.as_slice() {
+                    [(_, upstream), (_, fork)] => match classify(upstream, fork) {
+                        Divergence::Identical => None,
+                        Divergence::Explained { event, patch } => Some((
+                            event,
+                            format!("first divergence: explained by fork patch {patch}"),
+                        )),
+                        Divergence::Unexplained { event } => {
+                            Some((event, "first divergence: unexplained".to_string()))
+                        }
+                    },
+                    _ => None,
+                };
+                let panels = outcomes
+                    .into_iter()
+                    .map(|(engine, outcome)| html::Panel {
+                        title: title(engine),
+                        failure: ending_line(&outcome.ending),
+                        lines: outcome.lines,
+                        divergence: divergence.clone(),
+                    })
+                    .collect();
+                let (page, summary) = html::render(panels);
+                if let Err(e) = std::fs::write(&path, page) {
+                    eprintln!("{}: {e}", path.display());
+                    return ExitCode::FAILURE;
                 }
-                Ending::Panicked(msg) => {
-                    println!("panicked: {msg}");
-                    ExitCode::FAILURE
-                }
-                Ending::Violated(v) => {
-                    println!("violation: {v}");
-                    ExitCode::FAILURE
-                }
+                println!(
+                    "wrote {}: {} lanes, {} arrows, {} failures",
+                    path.display(),
+                    summary.lanes,
+                    summary.arrows,
+                    summary.failures
+                );
             }
+            code
         }
         Command::Shrink { run: args } => {
-            match shrink(args.scenario, args.seed, args.engine, args.shape.into()) {
+            let [engine] = args.engine.engines()[..] else {
+                eprintln!("shrink takes one engine, not both");
+                return ExitCode::FAILURE;
+            };
+            match shrink(args.scenario, args.seed, engine, args.shape.into()) {
                 Ok(s) => {
                     println!("fails with: {}", s.failure);
                     println!(
