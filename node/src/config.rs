@@ -77,15 +77,17 @@ pub struct NodeConfig {
     pub persist: Persistence,
 }
 
-/// How a Ready's writes become durable.
+/// How a Ready's writes become durable. `async` is the default: in
+/// `raft-node bench` it carried 2-14% more records per second than `sync`
+/// in 3 paired runs (README), and it is the mode TiKV runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Persistence {
     /// The loop waits for each Ready's fdatasync (`RawNode::advance`).
-    #[default]
     Sync,
     /// The loop goes on while the fdatasync runs
     /// (`advance_append_async`, then `on_persist_ready`).
+    #[default]
     Async,
 }
 

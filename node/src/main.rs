@@ -78,7 +78,7 @@ struct BenchArgs {
     batch: usize,
     /// Persistence modes of the nodes it starts, measured one after the
     /// other.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "sync")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "async")]
     persist: Vec<Persistence>,
     /// Bytes per record.
     #[arg(long, default_value_t = 256)]
@@ -132,7 +132,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = 100_000)]
     retention_records: usize,
     /// Wait for each Ready's fdatasync (sync), or go on while it runs (async).
-    #[arg(long, value_enum, default_value_t = Persistence::Sync)]
+    #[arg(long, value_enum, default_value_t = Persistence::Async)]
     persist: Persistence,
 }
 
