@@ -90,12 +90,13 @@ impl Client {
         self.addr
     }
 
-    async fn call<T: DeserializeOwned>(
+    /// One request and its whole answer.
+    async fn send(
         &mut self,
         method: Method,
         path: &str,
         body: Bytes,
-    ) -> Result<T, ClientError> {
+    ) -> Result<Bytes, ClientError> {
         let addr = self.addr;
         let broken = |source: Box<dyn std::error::Error + Send + Sync>| ClientError::Connection {
             addr,
@@ -128,7 +129,20 @@ impl Client {
                 body: String::from_utf8_lossy(&body).into_owned(),
             });
         }
-        serde_json::from_slice(&body).map_err(|source| ClientError::Body { addr, source })
+        Ok(body)
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<T, ClientError> {
+        let body = self.send(method, path, body).await?;
+        serde_json::from_slice(&body).map_err(|source| ClientError::Body {
+            addr: self.addr,
+            source,
+        })
     }
 
     fn json(value: &impl Serialize) -> Bytes {
@@ -207,28 +221,7 @@ impl Client {
     ///
     /// [`ClientError`].
     pub async fn metrics(&mut self) -> Result<String, ClientError> {
-        let addr = self.addr;
-        let broken = |source: Box<dyn std::error::Error + Send + Sync>| ClientError::Connection {
-            addr,
-            source,
-        };
-        self.sender.ready().await.map_err(|e| broken(e.into()))?;
-        let request = Request::builder()
-            .uri("/metrics")
-            .header("host", addr.to_string())
-            .body(Full::new(Bytes::new()))
-            .expect("a well-formed request");
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| broken(e.into()))?;
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| broken(e.into()))?
-            .to_bytes();
+        let body = self.send(Method::GET, "/metrics", Bytes::new()).await?;
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
 }

@@ -58,6 +58,21 @@ struct PendingAppend {
 
 type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
 
+/// A Ready's entries and hard state, written (not yet synced).
+fn write_ready(
+    store: &WalStorage,
+    entries: &[Entry],
+    hard_state: Option<HardState>,
+) -> Result<(), WalError> {
+    if !entries.is_empty() {
+        store.append(entries)?;
+    }
+    if let Some(hs) = hard_state {
+        store.set_hard_state(hs)?;
+    }
+    Ok(())
+}
+
 /// The loop's state besides the `RawNode`.
 pub struct ReadyLoop {
     raw: RawNode<WalStorage>,
@@ -365,12 +380,7 @@ impl ReadyLoop {
         let count = entries.len() as u64;
         let sync = self
             .on_disk(move |s| {
-                if !entries.is_empty() {
-                    s.append(&entries)?;
-                }
-                if let Some(hs) = hard_state {
-                    s.set_hard_state(hs)?;
-                }
+                write_ready(s, &entries, hard_state)?;
                 s.sync_detached()
             })
             .await?;
@@ -438,12 +448,7 @@ impl ReadyLoop {
     ) -> Result<(), NodeError> {
         let count = entries.len() as u64;
         self.on_disk(move |s| {
-            if !entries.is_empty() {
-                s.append(&entries)?;
-            }
-            if let Some(hs) = hard_state {
-                s.set_hard_state(hs)?;
-            }
+            write_ready(s, &entries, hard_state)?;
             s.sync()
         })
         .await?;

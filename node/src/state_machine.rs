@@ -49,15 +49,11 @@ pub struct Proposal {
 impl Proposal {
     /// The entry data for this proposal.
     pub fn encode(&self) -> Vec<u8> {
-        let len: usize = self.records.iter().map(|r| 4 + r.len()).sum();
-        let mut out = Vec::with_capacity(20 + len);
+        let mut out = Vec::with_capacity(20 + records_len(&self.records));
         out.put_u64(self.proposer);
         out.put_u64(self.seq);
         out.put_u32(self.records.len() as u32);
-        for r in &self.records {
-            out.put_u32(r.len() as u32);
-            out.put_slice(r);
-        }
+        put_records(&mut out, &self.records);
         out
     }
 
@@ -91,6 +87,19 @@ impl Proposal {
             seq,
             records,
         })
+    }
+}
+
+/// Bytes of `records`, each behind its length.
+fn records_len<'a>(records: impl IntoIterator<Item = &'a Bytes>) -> usize {
+    records.into_iter().map(|r| 4 + r.len()).sum()
+}
+
+/// Writes each record behind its 4-byte length.
+fn put_records<'a>(out: &mut Vec<u8>, records: impl IntoIterator<Item = &'a Bytes>) {
+    for r in records {
+        out.put_u32(r.len() as u32);
+        out.put_slice(r);
     }
 }
 
@@ -196,14 +205,10 @@ impl RecordLog {
 
     /// The snapshot data of the log as it stands.
     pub fn snapshot(&self) -> Vec<u8> {
-        let len: usize = self.records.iter().map(|r| 4 + r.len()).sum();
-        let mut out = Vec::with_capacity(16 + len);
+        let mut out = Vec::with_capacity(16 + records_len(&self.records));
         out.put_u64(self.start);
         out.put_u64(self.records.len() as u64);
-        for r in &self.records {
-            out.put_u32(r.len() as u32);
-            out.put_slice(r);
-        }
+        put_records(&mut out, &self.records);
         out
     }
 

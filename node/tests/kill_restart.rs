@@ -13,6 +13,19 @@ use raft_node::config::Persistence;
 const RECORDS: usize = 10_000;
 const PRODUCERS: usize = 32;
 
+/// Every record a node holds; the test stays under retention, so from
+/// offset 0.
+async fn log_of(api: std::net::SocketAddr) -> Vec<String> {
+    let (first, log) = Client::connect(api)
+        .await
+        .unwrap()
+        .read_all()
+        .await
+        .unwrap();
+    assert_eq!(first, 0, "{api} dropped records to retention");
+    log
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node3_catches_up_after_kill_and_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,13 +71,7 @@ async fn node3_catches_up_after_kill_and_restart() {
 
     nodes.restart(3).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let leader_log = Client::connect(api)
-        .await
-        .unwrap()
-        .read_all()
-        .await
-        .unwrap()
-        .1;
+    let leader_log = log_of(api).await;
     loop {
         let caught_up = match Client::connect(nodes.api(3)).await {
             Ok(mut c) => {
@@ -81,13 +88,7 @@ async fn node3_catches_up_after_kill_and_restart() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let node3_log = Client::connect(nodes.api(3))
-        .await
-        .unwrap()
-        .read_all()
-        .await
-        .unwrap()
-        .1;
+    let node3_log = log_of(nodes.api(3)).await;
     assert_eq!(node3_log, leader_log, "node 3's log equals the leader's");
     for (offset, value) in &acked {
         assert_eq!(
