@@ -85,11 +85,6 @@ impl Client {
         Ok(Client { addr, sender })
     }
 
-    /// The node's API address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// One request and its whole answer.
     async fn send(
         &mut self,

@@ -112,7 +112,7 @@ pub struct Status {
 }
 
 /// Why a request got no answer.
-#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RequestError {
     /// No leader is known: an election is under way or this node is cut off.
     #[error("no leader known; retry")]
