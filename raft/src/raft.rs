@@ -1428,7 +1428,7 @@ impl<T: Storage> Raft<T> {
                 }
             }
         } else if m.term < self.term {
-            if (self.check_quorum || self.pre_vote)
+            if (self.check_quorum || self.pre_vote || self.prs.get(m.from).is_some())
                 && (m.get_msg_type() == MessageType::MsgHeartbeat
                     || m.get_msg_type() == MessageType::MsgAppend)
             {
@@ -1453,6 +1453,24 @@ impl<T: Storage> Raft<T> {
                 // with "pb.MsgAppResp" of higher term would force leader to step down.
                 // However, this disruption is inevitable to free this stuck node with
                 // fresh election. This can be prevented with Pre-Vote phase.
+                //
+                // Fork: without check_quorum or pre-vote, answered too when the
+                // sender is a member of this node's configuration. The sender may
+                // lead a configuration this node has not applied, in which this
+                // node's configuration does not count the sender as a voter: this
+                // node's vote requests never reach it, and only this answer can
+                // end its term. A node this one has removed stays unanswered.
+                if !(self.check_quorum || self.pre_vote) {
+                    debug!(
+                        self.r.logger,
+                        #"fork-patch",
+                        "fork patch 0020: answering {:?} from {} at term {} with term {}",
+                        m.get_msg_type(),
+                        m.from,
+                        m.term,
+                        self.term,
+                    );
+                }
                 let to_send = new_message(m.from, MessageType::MsgAppendResponse, None);
                 self.r.send(to_send, &mut self.msgs);
             } else if m.get_msg_type() == MessageType::MsgRequestPreVote {

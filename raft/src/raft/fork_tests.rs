@@ -302,3 +302,67 @@ fn a_caught_up_follower_reported_unreachable_returns_to_replicate() {
         ProgressState::Replicate
     );
 }
+
+/// Node 3 at term 5, without check_quorum or pre-vote, in configuration
+/// `voters` and `learners`, steps `m` from leader 1 of term 1; returns the
+/// node and its answers as (type, to, term).
+fn lower_term_message_to_node_3(
+    voters: Vec<u64>,
+    learners: Vec<u64>,
+    m: Message,
+) -> (RawNode<MemStorage>, Vec<(MessageType, u64, u64)>) {
+    let store = MemStorage::new_with_conf_state(ConfState::from((voters, learners)));
+    store.wl().set_hardstate(HardState {
+        term: 5,
+        ..Default::default()
+    });
+    let mut node = RawNode::new(&Config::new(3), store, &default_logger()).unwrap();
+    assert!(!node.raft.check_quorum && !node.raft.pre_vote);
+    node.step(m).unwrap();
+    let answers = node
+        .raft
+        .msgs
+        .iter()
+        .map(|m| (m.get_msg_type(), m.to, m.term))
+        .collect();
+    (node, answers)
+}
+
+#[test]
+fn a_lower_term_leader_is_answered_without_check_quorum_or_pre_vote() {
+    let mut leader = leader_of_three();
+    leader.raft.msgs.clear();
+    for _ in 0..leader.raft.heartbeat_timeout() {
+        leader.tick();
+    }
+    let heartbeat_to_3 = leader
+        .raft
+        .msgs
+        .drain(..)
+        .find(|m| m.get_msg_type() == MessageType::MsgHeartbeat && m.to == 3)
+        .expect("a heartbeat to 3");
+
+    // 3 ran its term up to 5 while cut off, in a configuration in which 1
+    // is a learner, so its vote requests never reach 1.
+    let (mut node_3, answers) = lower_term_message_to_node_3(vec![2, 3], vec![1], heartbeat_to_3);
+    assert_eq!(answers, vec![(MessageType::MsgAppendResponse, 1, 5)]);
+    leader.step(node_3.raft.msgs.remove(0)).unwrap();
+    assert_eq!(leader.raft.state, StateRole::Follower);
+    assert_eq!(leader.raft.term, 5);
+
+    let mut append = Message {
+        from: 1,
+        to: 3,
+        term: 1,
+        ..Default::default()
+    };
+    append.set_msg_type(MessageType::MsgAppend);
+    let (_, answers) = lower_term_message_to_node_3(vec![1, 3], vec![2], append.clone());
+    assert_eq!(answers, vec![(MessageType::MsgAppendResponse, 1, 5)]);
+
+    // A leader that 3's configuration no longer counts, such as one removed
+    // while it was cut off, is left alone, as in 0.7.0: answered, it would
+    // campaign and disrupt the members.
+    let (_, answers) = lower_term_message_to_node_3(vec![2, 3], vec![], append);
+    assert!(answers.is_empty(), "{answers:?}");
+}
