@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::divergence::{classify, Divergence};
 use crate::engine::EngineKind;
-use crate::run::{run, RunOutcome};
+use crate::run::{run, Liveness, RunOutcome};
 use crate::scenario::{Options, Overrides, Scenario};
 use crate::world::storage::StorageKind;
 use crate::world::trace::TraceLevel;
@@ -26,6 +26,11 @@ pub struct EngineResult {
     pub panic: Option<String>,
     /// The violation.
     pub violation: Option<String>,
+    /// Whether the cluster recovered once faults healed, judged even after
+    /// a safety violation.
+    pub liveness: Liveness,
+    /// What went wrong after a safety violation: stuck, or a panic.
+    pub after_violation: Option<String>,
     /// Proposals acknowledged to clients.
     pub committed: u64,
     /// Reads served to clients.
@@ -42,6 +47,11 @@ impl EngineResult {
         EngineResult {
             panic: outcome.panic().map(one_line),
             violation: outcome.violation().map(|v| v.to_string()),
+            liveness: match &outcome.liveness {
+                Liveness::Panicked(msg) => Liveness::Panicked(one_line(msg)),
+                liveness => liveness.clone(),
+            },
+            after_violation: outcome.after_violation().map(|after| one_line(&after)),
             committed: outcome.committed,
             reads: outcome.reads,
             counts: outcome.counts.clone(),
@@ -101,10 +111,13 @@ pub struct Sweep {
 pub struct EngineStats {
     /// Runs.
     pub runs: u64,
-    /// Runs that panicked.
+    /// Runs that panicked, before or after a safety violation.
     pub panics: u64,
     /// Runs a checker failed.
     pub violations: u64,
+    /// Runs whose cluster stayed stuck after healing, whether or not a
+    /// safety checker failed first.
+    pub stuck: u64,
     /// Proposals acknowledged to clients, over all runs.
     pub committed: u64,
     /// Reads served to clients, over all runs.
@@ -310,12 +323,15 @@ pub fn aggregate(sweep: &Sweep) -> Vec<ScenarioReport> {
                 *stats.counts.entry(what.clone()).or_default() += n;
             }
             stats.heal_to_commit_ticks.extend(run.heal_to_commit_ticks);
-            if let Some(panic) = &run.panic {
+            if let Liveness::Panicked(panic) = &run.liveness {
                 stats.panics += 1;
                 stats.first_panic.get_or_insert_with(|| panic.clone());
             }
             if run.violation.is_some() {
                 stats.violations += 1;
+            }
+            if matches!(run.liveness, Liveness::Stuck(_)) {
+                stats.stuck += 1;
             }
             if let Some(what) = run.failure() {
                 stats.first_failing_seed.get_or_insert(result.seed);
@@ -323,6 +339,14 @@ pub fn aggregate(sweep: &Sweep) -> Vec<ScenarioReport> {
                     engine,
                     seed: result.seed,
                     what,
+                    replay: replay(engine),
+                });
+            }
+            if let Some(after) = &run.after_violation {
+                report.failures.push(Failure {
+                    engine,
+                    seed: result.seed,
+                    what: format!("and then {after}"),
                     replay: replay(engine),
                 });
             }
@@ -373,13 +397,16 @@ impl Progress {
 }
 
 /// What makes `compare` exit 1: the fork failed a run of a scenario it
-/// must pass (see [`Scenario::fork_may_fail`]), or a seed differs from
-/// upstream with no fork patch to explain it.
+/// must pass (see [`Scenario::fork_may_fail`]), stayed stuck or panicked
+/// outside the negative control (even where a safety failure is
+/// expected, the cluster must recover), or a seed differs from upstream
+/// with no fork patch to explain it.
 pub fn fork_failed(reports: &[ScenarioReport]) -> bool {
     reports.iter().any(|r| {
+        let fork = &r.engines[&EngineKind::Fork];
         r.unexplained > 0
-            || (r.scenario.fork_may_fail().is_none()
-                && r.engines[&EngineKind::Fork].first_failing_seed.is_some())
+            || (r.scenario.fork_may_fail().is_none() && fork.first_failing_seed.is_some())
+            || (!r.scenario.is_negative_control() && (fork.stuck > 0 || fork.panics > 0))
     })
 }
 
@@ -413,11 +440,12 @@ pub fn render(reports: &[ScenarioReport]) -> String {
     if !out.is_empty() {
         out.push('\n');
     }
-    let row = |cells: [&str; 15]| {
+    let row = |cells: [&str; 16]| {
         let line = format!(
-            "{:<15} {:>5} {:>9} {:>9} {:>11}  {:<36}  {:<8} {:>5} {:>6} {:>10} {:>9} {:>8} {:>12}  {:>12}  {}",
+            "{:<15} {:>5} {:>9} {:>9} {:>11}  {:<36}  {:<8} {:>5} {:>6} {:>10} {:>5} {:>9} {:>8} {:>12}  {:>12}  {}",
             cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6],
             cells[7], cells[8], cells[9], cells[10], cells[11], cells[12], cells[13], cells[14],
+            cells[15],
         );
         format!("{}\n", line.trim_end())
     };
@@ -432,6 +460,7 @@ pub fn render(reports: &[ScenarioReport]) -> String {
         "runs",
         "panics",
         "violations",
+        "stuck",
         "committed",
         "reads",
         "heal->commit",
@@ -464,6 +493,7 @@ pub fn render(reports: &[ScenarioReport]) -> String {
                 &s.runs.to_string(),
                 &s.panics.to_string(),
                 &s.violations.to_string(),
+                &s.stuck.to_string(),
                 &s.committed.to_string(),
                 &s.reads.to_string(),
                 &heal,
@@ -518,6 +548,8 @@ mod tests {
         let passed = EngineResult {
             panic: None,
             violation: None,
+            liveness: Liveness::Converged,
+            after_violation: None,
             committed: 10,
             reads: 3,
             counts: BTreeMap::new(),
@@ -578,9 +610,29 @@ mod tests {
     fn the_fork_failing_outside_a_negative_control_fails_the_comparison() {
         let mut failed = seed(Scenario::Chaos, 3, SeedDivergence::Identical);
         failed.engines[1].panic = Some("boom".into());
+        failed.engines[1].liveness = Liveness::Panicked("boom".into());
         assert!(fork_failed(&aggregate(&sweep(vec![failed.clone()]))));
         failed.scenario = Scenario::StaleTail;
         assert!(!fork_failed(&aggregate(&sweep(vec![failed]))));
+    }
+
+    #[test]
+    fn a_cluster_stuck_after_a_safety_violation_is_reported_and_fails_the_fork() {
+        let mut stuck = seed(Scenario::LeaseRead, 5, SeedDivergence::Identical);
+        for engine in &mut stuck.engines {
+            engine.violation = Some("linearizable reads: stale read".into());
+            engine.liveness = Liveness::Stuck("leaders []".into());
+            engine.after_violation = Some("liveness: leaders []".into());
+        }
+        let reports = aggregate(&sweep(vec![stuck.clone()]));
+        assert_eq!(reports[0].engines[&EngineKind::Upstream].stuck, 1);
+        assert!(render(&reports).contains("lease-read fork seed 5: and then liveness: leaders []"));
+        assert!(
+            fork_failed(&reports),
+            "lease reads may be stale, never stuck"
+        );
+        stuck.scenario = Scenario::StaleTail;
+        assert!(!fork_failed(&aggregate(&sweep(vec![stuck]))));
     }
 
     #[test]

@@ -58,12 +58,14 @@ pub fn classify(upstream: &RunOutcome, fork: &RunOutcome) -> Divergence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::Ending;
+    use crate::run::{Ending, Liveness};
     use crate::world::trace::PatchEvent;
 
     fn outcome(event_hashes: &[u64], patches: &[(usize, &str)]) -> RunOutcome {
         RunOutcome {
             ending: Ending::Passed,
+            failed_at: None,
+            liveness: Liveness::Converged,
             tick: 0,
             committed: 0,
             reads: 0,

@@ -294,6 +294,9 @@ fn main() -> ExitCode {
                         code = ExitCode::FAILURE;
                     }
                 }
+                if let Some(after) = outcome.after_violation() {
+                    println!("and then {after}");
+                }
                 outcomes.push((engine, outcome));
             }
             if let Some(path) = html {
@@ -322,7 +325,9 @@ fn main() -> ExitCode {
                     .into_iter()
                     .map(|(engine, outcome)| html::Panel {
                         title: title(engine),
-                        failure: ending_line(&outcome.ending),
+                        failure: ending_line(&outcome.ending)
+                            .zip(outcome.failed_at)
+                            .map(|(line, (_, event))| (event, line)),
                         lines: outcome.lines,
                         divergence: divergence.clone(),
                     })

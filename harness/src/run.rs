@@ -1,5 +1,10 @@
 //! One run: a scenario, a seed and an engine, from the first tick to the
-//! end of the liveness phase, or to the first panic or violation.
+//! end of the liveness phase, or to the first panic.
+//!
+//! The first safety violation decides how the run ended, but does not end
+//! it: the checkers stop there, and the run goes on to heal and judge
+//! liveness, so a safety failure cannot hide a cluster that also stays
+//! stuck.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -26,11 +31,29 @@ pub enum Ending {
     Violated(Violation),
 }
 
+/// Whether the cluster recovered once the faults healed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Liveness {
+    /// One leader followed by all, every node holding and having applied
+    /// the same log, and a new proposal committed.
+    Converged,
+    /// Not converged when the liveness phase ended, and why.
+    Stuck(String),
+    /// A panic ended the run before the liveness phase did.
+    Panicked(String),
+}
+
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
     /// How it ended.
     pub ending: Ending,
+    /// The tick and the trace event at which the ending's failure happened:
+    /// where the first safety violation was caught, or the end of the run.
+    pub failed_at: Option<(u64, usize)>,
+    /// Whether the cluster recovered, judged even after a safety violation.
+    pub liveness: Liveness,
     /// The tick it ended at.
     pub tick: u64,
     /// Proposals acknowledged to clients.
@@ -71,6 +94,17 @@ impl RunOutcome {
         }
     }
 
+    /// What went wrong after a safety violation had decided the ending:
+    /// the cluster stayed stuck, or a panic cut the run short.
+    pub fn after_violation(&self) -> Option<String> {
+        match (&self.ending, &self.liveness) {
+            (Ending::Violated(v), _) if v.checker == LIVENESS => None,
+            (Ending::Violated(_), Liveness::Stuck(why)) => Some(format!("liveness: {why}")),
+            (Ending::Violated(_), Liveness::Panicked(msg)) => Some(format!("panic: {msg}")),
+            _ => None,
+        }
+    }
+
     /// A short, stable description of how the run failed, if it did: the
     /// panic message or the violated checker.
     pub fn failure_kind(&self) -> Option<String> {
@@ -89,8 +123,15 @@ pub struct Simulation<E: Engine> {
     faults: Faults,
     workload: Workload,
     checkers: Checkers,
+    /// The first safety violation, with its tick and trace event; once
+    /// set, the checkers rest.
+    safety: Option<(Violation, (u64, usize))>,
+    liveness: Option<Liveness>,
     heal_to_commit_ticks: Option<u64>,
 }
+
+/// The checker name of a liveness failure.
+const LIVENESS: &str = "liveness";
 
 impl<E: Engine> Simulation<E> {
     /// Builds the world of a run.
@@ -113,6 +154,8 @@ impl<E: Engine> Simulation<E> {
             faults: Faults::new(opts, rng(seed, Stream::Faults)),
             workload: Workload::new(opts.workload.clone(), rng(seed, Stream::Workload)),
             checkers: Checkers::default(),
+            safety: None,
+            liveness: None,
             heal_to_commit_ticks: None,
             opts: opts.clone(),
             world,
@@ -140,6 +183,7 @@ impl<E: Engine> Simulation<E> {
     }
 
     /// One tick: script, faults (unless healing), workload, raft, checks.
+    /// Fails on a safety violation; the run can go on after it, unchecked.
     pub fn step(&mut self, faults: bool) -> Result<(), Violation> {
         self.world.tick();
         self.opts.script(&mut self.world);
@@ -161,28 +205,47 @@ impl<E: Engine> Simulation<E> {
     fn check(&mut self) -> Result<(), Violation> {
         let events = self.world.drain_events();
         let observed = self.workload.observe(&events);
-        self.checkers.check(&self.world, &events, &observed)
+        if self.safety.is_some() {
+            return Ok(());
+        }
+        let checked = self.checkers.check(&self.world, &events, &observed);
+        if let Err(violation) = &checked {
+            let at = (self.world.now, self.world.trace_events());
+            self.safety = Some((violation.clone(), at));
+        }
+        checked
     }
 
     /// The whole run: the scenario's steps, then healing and the liveness
-    /// phase.
+    /// phase. Fails with the first safety violation if there was one, else
+    /// with the liveness failure; the outcome tells whether the cluster
+    /// recovered either way.
     pub fn run(&mut self) -> Result<(), Violation> {
         for _ in 0..self.opts.steps {
-            self.step(true)?;
+            let _ = self.step(true);
         }
         self.faults.heal(&mut self.world);
-        self.liveness()
+        let liveness = self.liveness();
+        self.liveness = Some(match &liveness {
+            Err(v) if v.checker == LIVENESS => Liveness::Stuck(v.message.clone()),
+            _ => Liveness::Converged,
+        });
+        match &self.safety {
+            Some((violation, _)) => Err(violation.clone()),
+            None => liveness,
+        }
     }
 
     /// Heals, then waits for one leader and a converged log; a new proposal
     /// must commit everywhere. A probe is proposed to each new leader (or term) until
-    /// one commits.
+    /// one commits. A safety violation in this phase is kept for the ending
+    /// and the wait goes on.
     fn liveness(&mut self) -> Result<(), Violation> {
         let mut probed: Option<(u64, u64)> = None;
         let mut waiting = String::from("no tick yet");
         let healed_at = self.world.now;
         for _ in 0..self.opts.liveness_ticks_max {
-            self.idle_step()?;
+            let _ = self.idle_step();
             if let Some(leader) = self.world.leader() {
                 let term = self.world.status(leader).map(|s| s.term);
                 let fresh = probed != term.map(|t| (leader, t));
@@ -192,7 +255,7 @@ impl<E: Engine> Simulation<E> {
                 {
                     probed = term.map(|t| (leader, t));
                     self.world.settle();
-                    self.check()?;
+                    let _ = self.check();
                 }
             }
             if self.workload.probe_committed && self.heal_to_commit_ticks.is_none() {
@@ -200,6 +263,9 @@ impl<E: Engine> Simulation<E> {
             }
             waiting = match converged(&self.world) {
                 Convergence::Converged { .. } if self.workload.probe_committed => {
+                    if self.safety.is_some() {
+                        return Ok(());
+                    }
                     return self.checkers.check_acked_applied(&self.world);
                 }
                 Convergence::Converged { .. } => "the new proposal has not committed".into(),
@@ -207,7 +273,7 @@ impl<E: Engine> Simulation<E> {
             };
         }
         Err(Violation {
-            checker: "liveness",
+            checker: LIVENESS,
             message: format!(
                 "not converged {} ticks after healing: {waiting}",
                 self.opts.liveness_ticks_max
@@ -215,8 +281,20 @@ impl<E: Engine> Simulation<E> {
         })
     }
 
-    /// Ends the run.
-    pub fn finish(self, ending: Ending) -> RunOutcome {
+    /// Ends the run: `ending` is what `run` returned, or its panic.
+    fn finish(self, ending: Ending) -> RunOutcome {
+        let end = (self.world.now, self.world.trace_events());
+        let liveness = match &ending {
+            Ending::Panicked(msg) => Liveness::Panicked(msg.clone()),
+            _ => self.liveness.clone().expect("run judged liveness"),
+        };
+        // The first safety violation stays the ending, even when a panic cut
+        // the run short after it.
+        let (ending, failed_at) = match (ending, self.safety.clone()) {
+            (Ending::Passed, _) => (Ending::Passed, None),
+            (_, Some((violation, at))) => (Ending::Violated(violation), Some(at)),
+            (ending, None) => (ending, Some(end)),
+        };
         let tick = self.world.now;
         let committed = self.workload.committed;
         let reads = self.workload.reads_served;
@@ -231,6 +309,8 @@ impl<E: Engine> Simulation<E> {
         let trace = self.world.into_trace();
         RunOutcome {
             ending,
+            failed_at,
+            liveness,
             tick,
             committed,
             reads,
@@ -284,7 +364,13 @@ pub fn run_on<E: Engine>(opts: &Options, level: TraceLevel) -> RunOutcome {
     };
     match sim {
         Some(sim) => sim.finish(ending),
+        // Only a cluster that could not start leaves no simulation.
         None => RunOutcome {
+            failed_at: Some((0, 0)),
+            liveness: Liveness::Panicked(match &ending {
+                Ending::Panicked(msg) => msg.clone(),
+                _ => "the cluster did not start".into(),
+            }),
             ending,
             tick: 0,
             committed: 0,

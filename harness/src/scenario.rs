@@ -115,6 +115,14 @@ impl Scenario {
         }
     }
 
+    /// Whether this is the negative control, where the fork may fail in
+    /// any way, stuck or panicking: its stale tails can leave logs that
+    /// never converge. Everywhere else, even where a safety failure is
+    /// expected, the cluster must recover.
+    pub fn is_negative_control(self) -> bool {
+        self == Scenario::StaleTail
+    }
+
     /// Whether each run mixes both engines, so there is no pair of
     /// single-engine runs to compare.
     pub fn mixes_engines(self) -> bool {

@@ -66,8 +66,8 @@ pub fn shrink(
     let fails =
         |opts: &Options| signature(&run(engine, opts, TraceLevel::Off)).as_ref() == Some(&target);
 
-    if base.tick < opts.steps {
-        opts.steps = base.tick;
+    if let Some((tick, _)) = base.failed_at.filter(|&(tick, _)| tick < opts.steps) {
+        opts.steps = tick;
     }
     let mut kept: Vec<u64> = base.faults.clone();
     opts.keep_faults = Some(kept.iter().copied().collect());

@@ -4,7 +4,7 @@
 
 use harness::divergence::{classify, Divergence};
 use harness::engine::{EngineKind, Fork};
-use harness::run::{run, Ending, Simulation};
+use harness::run::{run, Ending, Liveness, Simulation};
 use harness::scenario::{Options, Overrides, Scenario};
 use harness::shrink::shrink;
 use harness::world::storage::StorageKind;
@@ -125,8 +125,9 @@ fn seed_620_divergence_is_explained_by_patch_0005() {
 #[test]
 fn a_run_made_to_differ_without_a_patch_record_is_unexplained() {
     // Without reads no fork patch acts on this seed (0018 would at the
-    // first read), so the only difference is the one made here.
-    let mut o = opts(Scenario::Chaos, 3);
+    // first read, 0020 does on seed 3), so the only difference is the one
+    // made here.
+    let mut o = opts(Scenario::Chaos, 2);
     o.workload.read_pct = 0;
     assert_eq!(
         classify(
@@ -339,6 +340,11 @@ fn read_index_seed_24_serves_a_stale_read_on_upstream_and_not_on_the_fork() {
     let v = up.violation().expect("upstream serves a stale read");
     assert_eq!(v.checker, "linearizable reads");
     assert!(v.message.starts_with("stale read: n1 served read"), "{v}");
+    assert_eq!(
+        up.liveness,
+        Liveness::Converged,
+        "judged after the stale read"
+    );
     assert!(up
         .lines
         .iter()
@@ -472,4 +478,20 @@ fn late_recovery_seed_661_applies_the_recovered_committed_entries() {
         .lines
         .iter()
         .any(|l| l.contains("n1 fork patch 0009: commit")));
+}
+
+#[test]
+fn read_index_seed_2886_elects_a_leader_everyone_follows_on_the_fork() {
+    // n3 restarts in an old configuration and runs its term up while cut
+    // off; n2 leads a newer one at term 3. After healing n3 ignored n2's
+    // heartbeats and asked only learner n1 for votes, on both engines,
+    // until patch 0020 made it answer them.
+    let fork = run(
+        EngineKind::Fork,
+        &opts(Scenario::ReadIndex, 2886),
+        TraceLevel::Hash,
+    );
+    assert_eq!(fork.ending, Ending::Passed);
+    assert_eq!(fork.liveness, Liveness::Converged);
+    assert!(fork.patch_events.iter().any(|e| e.patch == "0020"));
 }

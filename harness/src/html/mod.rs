@@ -26,8 +26,8 @@ pub struct Panel {
     pub title: String,
     /// The trace lines.
     pub lines: Vec<String>,
-    /// How the run ended, if it failed: drawn after its last event.
-    pub failure: Option<String>,
+    /// How the run ended, if it failed, and the event it failed at.
+    pub failure: Option<(usize, String)>,
     /// The first event that differs from the other engine's run, and why.
     pub divergence: Option<(usize, String)>,
 }
@@ -48,12 +48,13 @@ struct PanelData {
     title: String,
     lanes: Vec<u64>,
     events: Vec<Event>,
-    failure: Option<String>,
-    divergence: Option<Divergence>,
+    failure: Option<Mark>,
+    divergence: Option<Mark>,
 }
 
+/// A line across a panel at one event, with what it marks.
 #[derive(Serialize)]
-struct Divergence {
+struct Mark {
     seq: usize,
     text: String,
 }
@@ -80,8 +81,8 @@ pub fn render(panels: Vec<Panel>) -> (String, Summary) {
                 title: panel.title,
                 lanes,
                 events,
-                failure: panel.failure,
-                divergence: panel.divergence.map(|(seq, text)| Divergence { seq, text }),
+                failure: panel.failure.map(|(seq, text)| Mark { seq, text }),
+                divergence: panel.divergence.map(|(seq, text)| Mark { seq, text }),
             }
         })
         .collect();
@@ -133,7 +134,7 @@ mod tests {
         let (page, summary) = render(vec![Panel {
             title: "t".into(),
             lines,
-            failure: Some("panicked: x".into()),
+            failure: Some((1, "panicked: x".into())),
             divergence: None,
         }]);
         assert_eq!(

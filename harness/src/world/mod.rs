@@ -223,6 +223,11 @@ impl<E: Engine> World<E> {
         self.trace.event(self.now, args);
     }
 
+    /// How many events the trace holds so far (none if it is off).
+    pub fn trace_events(&self) -> usize {
+        self.trace.event_count()
+    }
+
     /// The trace so far.
     pub fn trace_ref(&self) -> &Trace {
         &self.trace

@@ -115,6 +115,11 @@ impl Trace {
         self.hasher.digest()
     }
 
+    /// How many events it holds.
+    pub fn event_count(&self) -> usize {
+        self.event_hashes.len()
+    }
+
     /// Each event's hash, in order.
     pub fn event_hashes(&self) -> &[u64] {
         &self.event_hashes
