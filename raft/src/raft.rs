@@ -1987,8 +1987,9 @@ impl<T: Storage> Raft<T> {
             return;
         }
 
-        self.r.read_only.recv_ack(m.from, &m.context);
-        for rs in self.r.read_only.maybe_advance(&self.prs.conf().voters) {
+        self.r.read_only.recv_position_ack(m.from, &m.context);
+        let prs = &self.prs;
+        for rs in self.r.read_only.take_confirmed(|acks| prs.has_quorum(acks)) {
             if let Some(m) = self.handle_ready_read_index(rs.req, rs.index) {
                 self.r.send(m, &mut self.msgs);
             }
@@ -2253,11 +2254,14 @@ impl<T: Storage> Raft<T> {
                     ReadOnlyOption::Safe => {
                         self.r
                             .read_only
-                            .add_request(self.r.raft_log.committed, m, &self.r.logger);
+                            .add_request(self.r.raft_log.committed, m, self.r.id);
+                        debug!(
+                            self.r.logger,
+                            #"fork-patch",
+                            "fork patch 0018: {} reads wait for acknowledgements of their positions",
+                            self.r.read_only.pending_read_count()
+                        );
                         let ctx = self.r.read_only.heartbeat_ctx();
-                        if let Some(ctx) = &ctx {
-                            self.r.read_only.recv_ack(self.r.id, ctx);
-                        }
                         self.bcast_heartbeat_with_ctx(ctx);
                     }
                     ReadOnlyOption::LeaseBased => {
@@ -2830,7 +2834,8 @@ impl<T: Storage> Raft<T> {
 
         // The quorum size is now smaller, consider to response some read requests.
         // If there is only one peer, all pending read requests must be responded.
-        for rs in self.r.read_only.maybe_advance(&self.prs.conf().voters) {
+        let prs = &self.prs;
+        for rs in self.r.read_only.take_confirmed(|acks| prs.has_quorum(acks)) {
             if let Some(m) = self.handle_ready_read_index(rs.req, rs.index) {
                 self.r.send(m, &mut self.msgs);
             }

@@ -16,11 +16,10 @@
 
 use std::collections::VecDeque;
 
-use slog::{debug, Logger};
+use slog::Logger;
 
 use crate::eraftpb::Message;
-use crate::quorum::joint::Configuration as JointConfig;
-use crate::quorum::AckIndexer;
+use crate::{HashMap, HashSet};
 
 /// Determines the relative safety of and consistency of read only requests.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -55,37 +54,41 @@ pub struct ReadState {
     pub request_ctx: Vec<u8>,
 }
 
-// Fork: after etcd-io/raft#397, a read is confirmed by its position in the
-// order of reads, not by its own context: the leader sends the position of
-// its newest unconfirmed read as the heartbeat context (followers echo it
-// unchanged) and a response confirms every read up to it. With the read's
-// own context, a late response from an earlier, answered round confirmed a
-// new request that reused the context, on a deposed leader (a stale read).
+// Fork: after etcd-io/raft#397, the leader confirms a read by its position
+// in the order of reads, not by its context. Each read gets the next
+// position; the heartbeat context is the position of the newest pending
+// read (followers echo it unchanged), and a response acknowledges every
+// read up to that position. With the read's own context as the heartbeat
+// context, a late response from an earlier, answered round confirmed a new
+// request that reused the context, on a deposed leader: a stale read.
+// 0.7.0's fields and methods stay, with their meaning: `acks` holds the
+// voters that acknowledged the read, and the queue keeps arrival order.
+
 #[derive(Default, Debug, Clone)]
 pub struct ReadIndexStatus {
     pub req: Message,
     pub index: u64,
+    pub acks: HashSet<u64>,
+    /// The read's position: positions only grow within a leader's term.
+    position: u64,
 }
 
 #[derive(Default, Debug, Clone)]
 pub struct ReadOnly {
     pub option: ReadOnlyOption,
-    /// For each voter, the highest read position its heartbeat responses
-    /// acknowledged.
-    pub acks: AckIndexer,
-    /// Reads not confirmed yet, oldest first; the first has position
-    /// `confirmed_reads + 1`.
-    pub unconfirmed_reads: VecDeque<ReadIndexStatus>,
-    /// How many reads were confirmed, and removed from the front of
-    /// `unconfirmed_reads`.
-    pub confirmed_reads: u64,
+    pub pending_read_index: HashMap<Vec<u8>, ReadIndexStatus>,
+    pub read_index_queue: VecDeque<Vec<u8>>,
+    /// The position given to the newest read.
+    last_position: u64,
 }
 
 impl ReadOnly {
     pub fn new(option: ReadOnlyOption) -> ReadOnly {
         ReadOnly {
             option,
-            ..Default::default()
+            pending_read_index: HashMap::default(),
+            read_index_queue: VecDeque::new(),
+            last_position: 0,
         }
     }
 
@@ -95,66 +98,106 @@ impl ReadOnly {
     /// the read only request.
     ///
     /// `m` is the original read only request message from the local or remote node.
-    /// A request whose context is already unconfirmed is dropped, as in
-    /// 0.7.0: the earlier one's answer carries that context.
-    pub fn add_request(&mut self, index: u64, req: Message, logger: &Logger) {
-        let ctx = &req.entries[0].data[..];
-        if self
-            .unconfirmed_reads
-            .iter()
-            .any(|read| read.req.entries[0].data[..] == *ctx)
-        {
-            return;
-        }
-        self.unconfirmed_reads
-            .push_back(ReadIndexStatus { req, index });
-        debug!(
-            logger,
-            #"fork-patch",
-            "fork patch 0018: read {} waits for acknowledgements of its position",
-            self.confirmed_reads + self.unconfirmed_reads.len() as u64
-        );
-    }
-
-    /// Notifies the ReadOnly struct that `id` acknowledged a heartbeat whose
-    /// context is a read position (see `heartbeat_ctx`).
-    pub fn recv_ack(&mut self, id: u64, ctx: &[u8]) {
-        let Ok(position) = <[u8; 8]>::try_from(ctx) else {
-            return;
+    pub fn add_request(&mut self, index: u64, req: Message, self_id: u64) {
+        let ctx = {
+            let key: &[u8] = req.entries[0].data.as_ref();
+            if self.pending_read_index.contains_key(key) {
+                return;
+            }
+            key.to_vec()
         };
-        let position = u64::from_le_bytes(position);
-        let acked = self.acks.entry(id).or_default();
-        acked.index = acked.index.max(position);
+        let mut acks = HashSet::<u64>::default();
+        acks.insert(self_id);
+        self.last_position += 1;
+        let status = ReadIndexStatus {
+            req,
+            index,
+            acks,
+            position: self.last_position,
+        };
+        self.pending_read_index.insert(ctx.clone(), status);
+        self.read_index_queue.push_back(ctx);
     }
 
-    /// Confirms and returns the unconfirmed reads, oldest first, whose
-    /// positions a quorum of `voters` acknowledged.
-    pub fn maybe_advance(&mut self, voters: &JointConfig) -> Vec<ReadIndexStatus> {
-        let (acked, _) = voters.committed_index(false, &self.acks);
-        // No response can acknowledge a read that was never sent; bound it
-        // anyway, so a garbled context cannot make the drain below panic.
-        let newest = self.confirmed_reads + self.unconfirmed_reads.len() as u64;
-        let confirmed = acked.min(newest);
-        if confirmed <= self.confirmed_reads {
-            return Vec::new();
-        }
-        let newly = (confirmed - self.confirmed_reads) as usize;
-        self.confirmed_reads = confirmed;
-        self.unconfirmed_reads.drain(..newly).collect()
+    /// Notifies the ReadOnly struct that the raft state machine received
+    /// an acknowledgment of the heartbeat that attached with the read only request
+    /// context.
+    pub fn recv_ack(&mut self, id: u64, ctx: &[u8]) -> Option<&HashSet<u64>> {
+        self.pending_read_index.get_mut(ctx).map(|rs| {
+            rs.acks.insert(id);
+            &rs.acks
+        })
     }
 
-    /// The heartbeat context that confirms every unconfirmed read: the
-    /// position of the newest, if any.
-    pub fn heartbeat_ctx(&self) -> Option<Vec<u8>> {
-        if self.unconfirmed_reads.is_empty() {
-            return None;
+    /// Advances the read only request queue kept by the ReadOnly struct.
+    /// It dequeues the requests until it finds the read only request that has
+    /// the same context as the given `ctx`.
+    pub fn advance(&mut self, ctx: &[u8], logger: &Logger) -> Vec<ReadIndexStatus> {
+        let mut rss = vec![];
+        if let Some(i) = self.read_index_queue.iter().position(|x| {
+            if !self.pending_read_index.contains_key(x) {
+                fatal!(logger, "cannot find correspond read state from pending map");
+            }
+            *x == ctx
+        }) {
+            for _ in 0..=i {
+                let rs = self.read_index_queue.pop_front().unwrap();
+                let status = self.pending_read_index.remove(&rs).unwrap();
+                rss.push(status);
+            }
         }
-        let newest = self.confirmed_reads + self.unconfirmed_reads.len() as u64;
-        Some(newest.to_le_bytes().to_vec())
+        rss
+    }
+
+    /// Returns the context of the last pending read only request in ReadOnly struct.
+    pub fn last_pending_request_ctx(&self) -> Option<Vec<u8>> {
+        self.read_index_queue.back().cloned()
     }
 
     #[inline]
     pub fn pending_read_count(&self) -> usize {
-        self.unconfirmed_reads.len()
+        self.read_index_queue.len()
+    }
+
+    /// The heartbeat context that asks for acknowledgement of every pending
+    /// read: the newest one's position, as 8 little-endian bytes.
+    pub(crate) fn heartbeat_ctx(&self) -> Option<Vec<u8>> {
+        let newest = &self.pending_read_index[self.read_index_queue.back()?];
+        Some(newest.position.to_le_bytes().to_vec())
+    }
+
+    /// Notes that `id` acknowledged a heartbeat whose context is `ctx`: if
+    /// that is a read position, every pending read up to it has `id` in its
+    /// `acks`. Any other context acknowledges nothing.
+    pub(crate) fn recv_position_ack(&mut self, id: u64, ctx: &[u8]) {
+        let Ok(position) = <[u8; 8]>::try_from(ctx) else {
+            return;
+        };
+        let position = u64::from_le_bytes(position);
+        for ctx in &self.read_index_queue {
+            let status = self.pending_read_index.get_mut(ctx).unwrap();
+            if status.position > position {
+                break;
+            }
+            status.acks.insert(id);
+        }
+    }
+
+    /// Dequeues and returns, oldest first, the pending reads whose `acks`
+    /// `has_quorum`. A voter that acknowledged a read acknowledged every
+    /// earlier one, so they are a prefix of the queue.
+    pub(crate) fn take_confirmed(
+        &mut self,
+        has_quorum: impl Fn(&HashSet<u64>) -> bool,
+    ) -> Vec<ReadIndexStatus> {
+        let confirmed = self
+            .read_index_queue
+            .iter()
+            .take_while(|ctx| has_quorum(&self.pending_read_index[*ctx].acks))
+            .count();
+        self.read_index_queue
+            .drain(..confirmed)
+            .map(|ctx| self.pending_read_index.remove(&ctx).unwrap())
+            .collect()
     }
 }
