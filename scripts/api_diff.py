@@ -1,11 +1,24 @@
 #!/usr/bin/env python3
 """Compares the public API of a crate in two rustdoc JSON files.
 
-Every item reachable from the crate root (modules, re-exports, types,
-fields, variants, traits, functions, constants, impls and their items) is
-listed under its path with its signature, ids and spans left out. Blanket
-impls come from other crates and are skipped. Prints what was added,
-removed or changed, and exits 1 if anything was.
+The JSON must be built with --document-private-items, so that types a user
+can reach but not name are in it. Two walks list the API, every item under
+a key with its signature (ids and spans left out):
+
+- by path: every public item reachable from the crate root (modules,
+  re-exports, types, fields, variants, traits, functions, constants, impls
+  and their items). A struct named this way also records whether it has
+  private fields, since only then can a user build it with a literal.
+- through types: every type of this crate that a public signature names
+  (a pub field's type, a parameter or return type, an associated type, an
+  impl's self type), with its pub fields, its inherent pub methods and its
+  trait impls, and in turn the types those name. `Raft::read_only` makes
+  `ReadOnly` API this way, though its module is private. Such a type is
+  keyed `reachable <its path>`; it cannot be named, so it cannot be built
+  or matched, and its private fields are not API.
+
+Blanket impls come from other crates and are skipped. Prints what was
+added, removed or changed, and exits 1 if anything was.
 
     api_diff.py BASELINE.json CANDIDATE.json
 """
@@ -14,15 +27,21 @@ import json
 import re
 import sys
 
-# Keys that carry no API meaning (ids differ between builds), or that list
-# children, which are listed under their own paths.
+# Keys that carry no API meaning (ids differ between builds, stripping is
+# recorded separately), or that list children, which are listed under
+# their own keys.
 SKIP_KEYS = {"id", "span", "docs", "links", "crate_id", "items", "impls",
-             "fields", "variants", "implementations"}
-
+             "fields", "variants", "implementations", "has_stripped_fields"}
 
 # Attributes as rustdoc prints them can quote source spans, which move when
 # lines are added above them.
 SPAN = re.compile(r"[\w./-]+\.rs:\d+:\d+: \d+:\d+ \(#\d+\)")
+
+# What a child is to its parent decides what its visibility must be: a
+# module's items, a struct's fields and an inherent impl's items are API
+# only if `pub`; enum variants, trait items and trait impl items are as
+# public as their parent whatever rustdoc says.
+MUST_BE_PUB = {"module", "field", "inherent"}
 
 
 def strip(value):
@@ -39,19 +58,37 @@ def type_name(ty):
     return json.dumps(strip(ty), sort_keys=True, separators=(",", ":"))
 
 
+def named_types(value):
+    """Ids of the types a signature names."""
+    if isinstance(value, dict):
+        path = value.get("resolved_path")
+        if isinstance(path, dict) and path.get("id") is not None:
+            yield path["id"]
+        for v in value.values():
+            yield from named_types(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from named_types(v)
+
+
 def api(path):
     doc = json.load(open(path))
     index = doc["index"]
     out = {}
+    walked = set()   # type ids listed with their fields and impls
+    named = []       # type ids that public signatures name
 
-    def record(key, kind, inner, item):
+    def record(key, kind, inner, item, **extra):
         sig = {"kind": kind, "inner": strip(inner), "visibility": item.get("visibility"),
-               "deprecation": item.get("deprecation"), "attrs": strip(item.get("attrs"))}
+               "deprecation": item.get("deprecation"), "attrs": strip(item.get("attrs")), **extra}
         out[key] = json.dumps(sig, sort_keys=True)
+        named.extend(named_types(inner))
 
-    def walk(item_id, prefix, name=None, seen=frozenset()):
+    def walk(item_id, prefix, role, name=None, seen=frozenset(), by_path=True):
         item = index.get(str(item_id))
-        if item is None or item_id in seen or item.get("visibility") not in ("public", "default"):
+        if item is None or item_id in seen:
+            return
+        if role in MUST_BE_PUB and item.get("visibility") != "public":
             return
         seen = seen | {item_id}
         kind, inner = next(iter(item["inner"].items()))
@@ -60,12 +97,12 @@ def api(path):
         if kind == "module":
             record(key, kind, inner, item)
             for child in inner["items"]:
-                walk(child, key, seen=seen)
+                walk(child, key, "module", seen=seen)
         elif kind == "use":
             record(key if inner["is_glob"] is False else f"{prefix}::*{inner['source']}",
                    kind, {"source": inner["source"], "is_glob": inner["is_glob"]}, item)
             if inner.get("id") is not None and not inner["is_glob"]:
-                walk(inner["id"], prefix, name=inner["name"], seen=seen)
+                walk(inner["id"], prefix, "module", name=inner["name"], seen=seen)
         elif kind == "impl":
             if inner.get("blanket_impl") is not None:
                 return
@@ -73,26 +110,52 @@ def api(path):
             impl_key = f"impl {type_name(trait) if trait else ''} for {type_name(inner['for'])}"
             record(f"{prefix} :: {impl_key}", kind, inner, item)
             for child in inner["items"]:
-                walk(child, f"{prefix} :: {impl_key}", seen=seen)
+                walk(child, f"{prefix} :: {impl_key}", "trait_item" if trait else "inherent",
+                     seen=seen)
         else:
-            record(key, kind, inner, item)
-            children = []
+            children, extra = [], {}
             if kind == "struct":
-                children = inner["kind"].get("plain", {}).get("fields", []) + inner["kind"].get("tuple", [])
+                fields = inner["kind"].get("plain", {}).get("fields", []) + \
+                    [f for f in inner["kind"].get("tuple") or [] if f is not None]
+                children = [(f, "field") for f in fields]
+                if by_path and inner["kind"] != "unit":
+                    extra["private_fields"] = any(
+                        index[str(f)].get("visibility") != "public" for f in fields) or \
+                        None in (inner["kind"].get("tuple") or [])
             elif kind in ("enum", "union"):
-                children = inner.get("variants", []) + inner.get("fields", [])
+                children = [(v, "variant") for v in inner.get("variants", [])] + \
+                    [(f, "field") for f in inner.get("fields", [])]
             elif kind == "trait":
-                children = inner["items"]
+                children = [(i, "trait_item") for i in inner["items"]]
             elif kind == "variant" and isinstance(inner.get("kind"), dict):
                 k = inner["kind"]
-                children = k.get("struct", {}).get("fields", []) + (k.get("tuple") or [])
-            for child in children:
+                children = [(f, "variant") for f in
+                            k.get("struct", {}).get("fields", []) + (k.get("tuple") or [])]
+            if kind == "struct":
+                # The fields are listed under their own keys; the shape stays.
+                shape = inner["kind"] if inner["kind"] == "unit" else next(iter(inner["kind"]))
+                inner = {**inner, "kind": shape}
+            record(key, kind, inner, item, **extra)
+            if kind in ("struct", "enum", "union", "trait"):
+                walked.add(item_id)
+            for child, child_role in children:
                 if child is not None:
-                    walk(child, key, seen=seen)
+                    walk(child, key, child_role, seen=seen, by_path=by_path)
             for impl_id in inner.get("impls", []):
-                walk(impl_id, key, seen=seen)
+                walk(impl_id, key, "impl", seen=seen, by_path=by_path)
 
-    walk(doc["root"], "")
+    walk(doc["root"], "", "root")
+    while named:
+        type_id = named.pop()
+        item = index.get(str(type_id))
+        if type_id in walked or item is None or item.get("crate_id") != 0:
+            continue
+        kind = next(iter(item["inner"]))
+        if kind not in ("struct", "enum", "union", "trait", "type_alias"):
+            continue
+        walked.add(type_id)
+        type_path = "::".join(doc["paths"][str(type_id)]["path"])
+        walk(type_id, "", "reachable", name=f"reachable {type_path}", by_path=False)
     return out
 
 
@@ -106,7 +169,9 @@ def main():
     for title, keys in (("added", added), ("removed", removed), ("changed", changed)):
         for k in keys:
             print(f"{title}: {k}")
-    print(f"{len(new)} public items; {len(added)} added, {len(removed)} removed, {len(changed)} changed")
+    reachable = sum(1 for k in new if k.startswith("reachable "))
+    print(f"{len(new)} public items ({reachable} reachable only through other items' types); "
+          f"{len(added)} added, {len(removed)} removed, {len(changed)} changed")
     sys.exit(1 if added or removed or changed else 0)
 
 
