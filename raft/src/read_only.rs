@@ -80,6 +80,8 @@ pub struct ReadOnly {
     pub read_index_queue: VecDeque<Vec<u8>>,
     /// The position given to the newest read.
     last_position: u64,
+    /// For each node, the highest read position it acknowledged.
+    acked_positions: HashMap<u64, u64>,
 }
 
 impl ReadOnly {
@@ -89,6 +91,7 @@ impl ReadOnly {
             pending_read_index: HashMap::default(),
             read_index_queue: VecDeque::new(),
             last_position: 0,
+            acked_positions: HashMap::default(),
         }
     }
 
@@ -162,30 +165,43 @@ impl ReadOnly {
     /// The heartbeat context that asks for acknowledgement of every pending
     /// read: the newest one's position, as 8 little-endian bytes.
     pub(crate) fn heartbeat_ctx(&self) -> Option<Vec<u8>> {
-        let newest = &self.pending_read_index[self.read_index_queue.back()?];
-        Some(newest.position.to_le_bytes().to_vec())
+        if self.read_index_queue.is_empty() {
+            return None;
+        }
+        Some(self.last_position.to_le_bytes().to_vec())
     }
 
     /// Notes that `id` acknowledged a heartbeat whose context is `ctx`: if
     /// that is a read position, every pending read up to it has `id` in its
-    /// `acks`. Any other context acknowledges nothing.
+    /// `acks`. Any other context acknowledges nothing. Only the reads past
+    /// what `id` acknowledged before are visited.
     pub(crate) fn recv_position_ack(&mut self, id: u64, ctx: &[u8]) {
         let Ok(position) = <[u8; 8]>::try_from(ctx) else {
             return;
         };
         let position = u64::from_le_bytes(position);
-        for ctx in &self.read_index_queue {
-            let status = self.pending_read_index.get_mut(ctx).unwrap();
-            if status.position > position {
-                break;
-            }
-            status.acks.insert(id);
+        let acked = self.acked_positions.entry(id).or_default();
+        if position <= *acked {
+            return;
+        }
+        let from = *acked;
+        *acked = position;
+        let position_of = |ctx: &Vec<u8>| self.pending_read_index.get(ctx).map(|s| s.position);
+        let first = self
+            .read_index_queue
+            .partition_point(|ctx| position_of(ctx).map_or(true, |p| p <= from));
+        for ctx in self.read_index_queue.range(first..) {
+            match self.pending_read_index.get_mut(ctx) {
+                Some(status) if status.position <= position => status.acks.insert(id),
+                _ => break,
+            };
         }
     }
 
-    /// Dequeues and returns, oldest first, the pending reads whose `acks`
-    /// `has_quorum`. A voter that acknowledged a read acknowledged every
-    /// earlier one, so they are a prefix of the queue.
+    /// Dequeues and returns, oldest first, the longest prefix of pending
+    /// reads whose `acks` each `has_quorum`. Raft alone puts a node in the
+    /// acks of a read only with every earlier one, so those are all the
+    /// reads a quorum acknowledged.
     pub(crate) fn take_confirmed(
         &mut self,
         has_quorum: impl Fn(&HashSet<u64>) -> bool,
@@ -193,11 +209,15 @@ impl ReadOnly {
         let confirmed = self
             .read_index_queue
             .iter()
-            .take_while(|ctx| has_quorum(&self.pending_read_index[*ctx].acks))
+            .take_while(|ctx| {
+                self.pending_read_index
+                    .get(*ctx)
+                    .is_some_and(|status| has_quorum(&status.acks))
+            })
             .count();
         self.read_index_queue
             .drain(..confirmed)
-            .map(|ctx| self.pending_read_index.remove(&ctx).unwrap())
+            .filter_map(|ctx| self.pending_read_index.remove(&ctx))
             .collect()
     }
 }
