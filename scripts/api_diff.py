@@ -9,10 +9,12 @@ a key with its signature (ids and spans left out):
   re-exports, types, fields, variants, traits, functions, constants, impls
   and their items). A struct named this way also records whether it has
   private fields, since only then can a user build it with a literal.
-- through types: every type of this crate that a public signature names
-  (a pub field's type, a parameter or return type, an associated type, an
-  impl's self type), with its pub fields, its inherent pub methods and its
-  trait impls, and in turn the types those name. `Raft::read_only` makes
+- through types: every type or trait of this crate that a public
+  signature names (a pub field's type, a parameter or return type, an
+  associated type, an impl's self type, a bound, `impl Trait`), with its
+  pub fields, its inherent pub methods and its trait impls (a trait: its
+  impls for other crates' types too), and in turn what those name. An
+  impl of a private trait of this crate is not API and is left out. `Raft::read_only` makes
   `ReadOnly` API this way, though its module is private. Such a type is
   keyed `reachable <its path>`; it cannot be named, so it cannot be built
   or matched, and its private fields are not API.
@@ -59,11 +61,11 @@ def type_name(ty):
 
 
 def named_types(value):
-    """Ids of the types a signature names."""
+    """Ids of the types and traits a signature names: resolved paths, and
+    the traits of bounds, `impl Trait` and `dyn Trait`."""
     if isinstance(value, dict):
-        path = value.get("resolved_path")
-        if isinstance(path, dict) and path.get("id") is not None:
-            yield path["id"]
+        if "path" in value and value.get("id") is not None:
+            yield value["id"]
         for v in value.values():
             yield from named_types(v)
     elif isinstance(value, list):
@@ -77,6 +79,12 @@ def api(path):
     out = {}
     walked = set()   # type ids listed with their fields and impls
     named = []       # type ids that public signatures name
+
+    def public_trait(trait):
+        """Whether an impl of `trait` is API: a trait of another crate, or a
+        public one of this crate."""
+        local = trait and index.get(str(trait.get("id")))
+        return not local or local.get("visibility") == "public"
 
     def record(key, kind, inner, item, **extra):
         sig = {"kind": kind, "inner": strip(inner), "visibility": item.get("visibility"),
@@ -92,7 +100,8 @@ def api(path):
             return
         seen = seen | {item_id}
         kind, inner = next(iter(item["inner"].items()))
-        name = name or item.get("name")
+        # A re-export's name is the `use` item's own.
+        name = name or (inner["name"] if kind == "use" else item.get("name"))
         key = f"{prefix}::{name}" if prefix else name
         if kind == "module":
             record(key, kind, inner, item)
@@ -104,9 +113,9 @@ def api(path):
             if inner.get("id") is not None and not inner["is_glob"]:
                 walk(inner["id"], prefix, "module", name=inner["name"], seen=seen)
         elif kind == "impl":
-            if inner.get("blanket_impl") is not None:
-                return
             trait = inner.get("trait")
+            if inner.get("blanket_impl") is not None or not public_trait(trait):
+                return
             impl_key = f"impl {type_name(trait) if trait else ''} for {type_name(inner['for'])}"
             record(f"{prefix} :: {impl_key}", kind, inner, item)
             for child in inner["items"]:
@@ -114,13 +123,13 @@ def api(path):
                      seen=seen)
         else:
             children, extra = [], {}
-            if kind == "struct":
+            if kind == "struct" and inner["kind"] != "unit":
                 fields = inner["kind"].get("plain", {}).get("fields", []) + \
                     [f for f in inner["kind"].get("tuple") or [] if f is not None]
                 children = [(f, "field") for f in fields]
-                if by_path and inner["kind"] != "unit":
+                if by_path:
                     extra["private_fields"] = any(
-                        index[str(f)].get("visibility") != "public" for f in fields) or \
+                        index.get(str(f), {}).get("visibility") != "public" for f in fields) or \
                         None in (inner["kind"].get("tuple") or [])
             elif kind in ("enum", "union"):
                 children = [(v, "variant") for v in inner.get("variants", [])] + \
@@ -131,17 +140,17 @@ def api(path):
                 k = inner["kind"]
                 children = [(f, "variant") for f in
                             k.get("struct", {}).get("fields", []) + (k.get("tuple") or [])]
-            if kind == "struct":
+            if kind in ("struct", "variant") and isinstance(inner.get("kind"), dict):
                 # The fields are listed under their own keys; the shape stays.
-                shape = inner["kind"] if inner["kind"] == "unit" else next(iter(inner["kind"]))
-                inner = {**inner, "kind": shape}
+                inner = {**inner, "kind": next(iter(inner["kind"]))}
             record(key, kind, inner, item, **extra)
-            if kind in ("struct", "enum", "union", "trait"):
+            if kind in ("struct", "enum", "union", "trait", "type_alias"):
                 walked.add(item_id)
             for child, child_role in children:
                 if child is not None:
                     walk(child, key, child_role, seen=seen, by_path=by_path)
-            for impl_id in inner.get("impls", []):
+            # A type's impls, and a trait's impls for other crates' types.
+            for impl_id in inner.get("impls", []) + inner.get("implementations", []):
                 walk(impl_id, key, "impl", seen=seen, by_path=by_path)
 
     walk(doc["root"], "", "root")
@@ -154,6 +163,8 @@ def api(path):
         if kind not in ("struct", "enum", "union", "trait", "type_alias"):
             continue
         walked.add(type_id)
+        # Keyed by its path, private modules included: a type that moves
+        # shows as removed and added, which errs on the safe side.
         type_path = "::".join(doc["paths"][str(type_id)]["path"])
         walk(type_id, "", "reachable", name=f"reachable {type_path}", by_path=False)
     return out
