@@ -407,8 +407,26 @@ impl<T: Storage> RaftLog<T> {
                 self.committed
             )
         }
-        // Fork: entries must continue the log; name the gap instead of
-        // failing later as an unstable.slice bound.
+        // Fork: only entries after the unstable ones can leave a gap or land
+        // in entries that storage holds past unstable.offset; the common
+        // append, right after them, needs neither check.
+        if after >= self.unstable.offset + self.unstable.entries.len() as u64 {
+            self.check_append_past_unstable(after);
+        }
+        self.unstable.truncate_and_append(ents);
+        self.last_index()
+    }
+
+    /// Fork: an append after `after` that lies past the unstable entries.
+    /// Entries must continue the log, so a gap is named here instead of
+    /// failing later as an unstable.slice bound. With no unstable entries,
+    /// storage may hold entries at or past unstable.offset (written outside
+    /// the Ready loop, or recovered late); up to `after` they match, so they
+    /// stay as the stable prefix: the next Ready starts at the first new
+    /// entry, and Storage::append truncates the stale tail from there.
+    #[cold]
+    #[inline(never)]
+    fn check_append_past_unstable(&mut self, after: u64) {
         let last_index = self.last_index();
         if after > last_index {
             fatal!(
@@ -418,12 +436,7 @@ impl<T: Storage> RaftLog<T> {
                 last_index
             )
         }
-        // Fork: with no unstable entries, storage may hold entries at or past
-        // unstable.offset (written outside the Ready loop, or recovered
-        // late); up to `after` they match, so keep them as the stable prefix.
-        // The next Ready then starts at the first new entry, and
-        // Storage::append truncates the stale tail from there.
-        if self.unstable.entries.is_empty() && after >= self.unstable.offset {
+        if self.unstable.entries.is_empty() {
             debug!(
                 self.unstable.logger,
                 #"fork-patch",
@@ -433,8 +446,6 @@ impl<T: Storage> RaftLog<T> {
             );
             self.unstable.offset = after + 1;
         }
-        self.unstable.truncate_and_append(ents);
-        self.last_index()
     }
 
     /// Returns entries starting from a particular index and not exceeding a bytesize.
