@@ -80,8 +80,6 @@ pub struct ReadOnly {
     pub read_index_queue: VecDeque<Vec<u8>>,
     /// The position given to the newest read.
     last_position: u64,
-    /// For each node, the highest read position it acknowledged.
-    acked_positions: HashMap<u64, u64>,
 }
 
 impl ReadOnly {
@@ -91,7 +89,6 @@ impl ReadOnly {
             pending_read_index: HashMap::default(),
             read_index_queue: VecDeque::new(),
             last_position: 0,
-            acked_positions: HashMap::default(),
         }
     }
 
@@ -173,23 +170,21 @@ impl ReadOnly {
 
     /// Notes that `id` acknowledged a heartbeat whose context is `ctx`: if
     /// that is a read position, every pending read up to it has `id` in its
-    /// `acks`. Any other context acknowledges nothing. Only the reads past
-    /// what `id` acknowledged before are visited.
+    /// `acks`. Any other context acknowledges nothing. Raft alone puts a node
+    /// in the acks of a read only with every earlier one, so the reads `id`
+    /// acknowledged before are a prefix of the queue, found by binary search,
+    /// and only the reads after it are visited.
     pub(crate) fn recv_position_ack(&mut self, id: u64, ctx: &[u8]) {
         let Ok(position) = <[u8; 8]>::try_from(ctx) else {
             return;
         };
         let position = u64::from_le_bytes(position);
-        let acked = self.acked_positions.entry(id).or_default();
-        if position <= *acked {
-            return;
-        }
-        let from = *acked;
-        *acked = position;
-        let position_of = |ctx: &Vec<u8>| self.pending_read_index.get(ctx).map(|s| s.position);
-        let first = self
-            .read_index_queue
-            .partition_point(|ctx| position_of(ctx).map_or(true, |p| p <= from));
+        let acked_by_id = |ctx: &Vec<u8>| {
+            self.pending_read_index
+                .get(ctx)
+                .map_or(true, |status| status.acks.contains(&id))
+        };
+        let first = self.read_index_queue.partition_point(acked_by_id);
         for ctx in self.read_index_queue.range(first..) {
             match self.pending_read_index.get_mut(ctx) {
                 Some(status) if status.position <= position => status.acks.insert(id),
