@@ -417,7 +417,9 @@ impl<T: Storage> RaftLog<T> {
         self.last_index()
     }
 
-    /// Fork: an append after `after` that lies past the unstable entries.
+    /// Fork: an append after `after` that lies past the unstable entries,
+    /// the only kind that can leave a gap or reach entries storage holds
+    /// past unstable.offset, as storage holds every entry before the offset.
     /// Entries must continue the log, so a gap is named here instead of
     /// failing later as an unstable.slice bound. With no unstable entries,
     /// storage may hold entries at or past unstable.offset (written outside
@@ -436,7 +438,7 @@ impl<T: Storage> RaftLog<T> {
                 last_index
             )
         }
-        if self.unstable.entries.is_empty() {
+        if self.unstable.entries.is_empty() && after >= self.unstable.offset {
             debug!(
                 self.unstable.logger,
                 #"fork-patch",
