@@ -273,6 +273,32 @@ fn leader_appends_after_its_own_entries_written_outside_the_ready_loop() {
 }
 
 #[test]
+fn direct_append_with_a_gap_past_unstable_entries_or_a_snapshot_names_the_gap() {
+    let msg = panic_message(|| {
+        let mut log = RaftLog::new(MemStorage::new(), default_logger());
+        log.append(&run(1, 3, 1));
+        log.append(&[entry(5, 1)]);
+    });
+    assert!(
+        msg.starts_with("appending entries from 5 would leave a gap after last index 3"),
+        "{msg}"
+    );
+
+    let msg = panic_message(|| {
+        let mut log = RaftLog::new(MemStorage::new(), default_logger());
+        let mut snap = Snapshot::default();
+        snap.mut_metadata().index = 10;
+        snap.mut_metadata().term = 1;
+        log.restore(snap);
+        log.append(&[entry(12, 1)]);
+    });
+    assert!(
+        msg.starts_with("appending entries from 12 would leave a gap after last index 10"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn direct_append_with_a_gap_names_the_gap() {
     let msg = panic_message(|| {
         let mut log = storage_ahead(622, 1);
