@@ -122,6 +122,8 @@ impl ReadOnly {
     /// Notifies the ReadOnly struct that the raft state machine received
     /// an acknowledgment of the heartbeat that attached with the read only request
     /// context.
+    // Fork: raft itself acknowledges reads by position; an ack added here
+    // for one read alone can delay confirming the reads before it.
     pub fn recv_ack(&mut self, id: u64, ctx: &[u8]) -> Option<&HashSet<u64>> {
         self.pending_read_index.get_mut(ctx).map(|rs| {
             rs.acks.insert(id);
