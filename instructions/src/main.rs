@@ -48,7 +48,7 @@ fn measured<R>(routine: impl FnOnce() -> R) -> R {
 /// measurement.
 fn iter<R>(iterations: u64, mut routine: impl FnMut() -> R) {
     for _ in 0..iterations {
-        measured(|| drop(routine()));
+        measured(|| drop(black_box(routine())));
     }
 }
 
