@@ -505,6 +505,7 @@ macro_rules! fatal {
 mod confchange;
 mod config;
 mod errors;
+mod lease;
 mod log_unstable;
 mod quorum;
 #[cfg(test)]

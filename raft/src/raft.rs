@@ -33,6 +33,7 @@ use getset::Getters;
 use slog::{debug, error, info, o, trace, warn};
 
 use super::errors::{Error, Result, StorageError};
+use super::lease::{LeaderLease, VotePromise};
 use super::raft_log::RaftLog;
 use super::read_only::{ReadOnly, ReadOnlyOption, ReadState};
 use super::storage::{GetEntriesContext, GetEntriesFor, Storage};
@@ -259,6 +260,13 @@ pub struct RaftCore<T: Storage> {
     /// Track uncommitted log entry on this node
     uncommitted_state: UncommittedState,
 
+    /// Fork: the lease behind LeaseBased reads, while leader.
+    lease: LeaderLease,
+
+    /// Fork: a restarted voter's promise to a leader it may have
+    /// acknowledged before it went down.
+    vote_promise: VotePromise,
+
     /// Max size per committed entries in a `Read`.
     pub(crate) max_committed_size_per_ready: u64,
 }
@@ -369,6 +377,12 @@ impl<T: Storage> Raft<T> {
                     last_log_tail_index: 0,
                 },
                 max_committed_size_per_ready: c.max_committed_size_per_ready,
+                lease: LeaderLease::new(),
+                vote_promise: VotePromise::at_start(
+                    c.check_quorum && c.read_only_option == ReadOnlyOption::LeaseBased,
+                    raft_state.hard_state.term,
+                    c.election_tick,
+                ),
             },
         };
         confchange::restore(&mut r.prs, r.r.raft_log.last_index(), conf_state)?;
@@ -888,6 +902,14 @@ impl<T: Storage> RaftCore<T> {
         }
         self.send(m, msgs);
     }
+
+    /// Fork: whether LeaseBased reads are served from a `LeaderLease`. They
+    /// rely on the followers' vote check, which needs check_quorum; without
+    /// it (a state `Config::validate` refuses) reads are answered as in
+    /// 0.7.0.
+    fn lease_reads(&self) -> bool {
+        self.check_quorum && self.read_only.option == ReadOnlyOption::LeaseBased
+    }
 }
 
 impl<T: Storage> Raft<T> {
@@ -933,7 +955,11 @@ impl<T: Storage> Raft<T> {
 
     /// Sends RPC, without entries to all the peers.
     pub fn bcast_heartbeat(&mut self) {
-        let ctx = self.read_only.heartbeat_ctx();
+        let ctx = if self.lease_reads() {
+            Some(self.lease.round_ctx(self.read_only.last_position()))
+        } else {
+            self.read_only.heartbeat_ctx()
+        };
         self.bcast_heartbeat_with_ctx(ctx)
     }
 
@@ -1025,6 +1051,7 @@ impl<T: Storage> Raft<T> {
 
         self.pending_conf_index = 0;
         self.read_only = ReadOnly::new(self.read_only.option);
+        self.lease = LeaderLease::new();
         self.pending_request_snapshot = INVALID_INDEX;
 
         let last_index = self.raft_log.last_index();
@@ -1092,6 +1119,7 @@ impl<T: Storage> Raft<T> {
 
     /// Returns true to indicate that there will probably be some readiness need to be handled.
     pub fn tick(&mut self) -> bool {
+        self.vote_promise.tick();
         match self.state {
             StateRole::Follower | StateRole::PreCandidate | StateRole::Candidate => {
                 self.tick_election()
@@ -1121,6 +1149,7 @@ impl<T: Storage> Raft<T> {
     fn tick_heartbeat(&mut self) -> bool {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
+        self.lease.tick();
 
         let mut has_ready = false;
         if self.election_elapsed >= self.election_timeout {
@@ -1229,6 +1258,14 @@ impl<T: Storage> Raft<T> {
         self.reset(term);
         self.leader_id = self.id;
         self.state = StateRole::Leader;
+        if self.lease_reads() {
+            debug!(
+                self.logger,
+                #"fork-patch",
+                "fork patch 0021: leading term {}, heartbeats carry their send tick for the lease",
+                term
+            );
+        }
 
         let last_index = self.raft_log.last_index();
         // If there is only one peer, it becomes leader after campaigning
@@ -1370,7 +1407,15 @@ impl<T: Storage> Raft<T> {
                 let in_lease = self.check_quorum
                     && self.leader_id != INVALID_ID
                     && self.election_elapsed < self.election_timeout;
-                if !force && in_lease {
+                if !force && !in_lease && self.vote_promise.holds() {
+                    debug!(
+                        self.logger,
+                        #"fork-patch",
+                        "fork patch 0021: restarted, ignoring a vote request from {} for the lease of a leader it may have acknowledged",
+                        m.from
+                    );
+                }
+                if !force && (in_lease || self.vote_promise.holds()) {
                     // if a server receives RequestVote request within the minimum election
                     // timeout of hearing from a current leader, it does not update its term
                     // or grant its vote
@@ -1983,11 +2028,18 @@ impl<T: Storage> Raft<T> {
             self.r.send_append(m.from, pr, &mut self.msgs);
         }
 
-        if self.read_only.option != ReadOnlyOption::Safe || m.context.is_empty() {
+        let position = if self.r.lease_reads() {
+            self.r.lease.recv_ack(m.from, &m.context)
+        } else if self.read_only.option == ReadOnlyOption::Safe {
+            &m.context
+        } else {
+            return;
+        };
+        if position.is_empty() {
             return;
         }
 
-        self.r.read_only.recv_position_ack(m.from, &m.context);
+        self.r.read_only.recv_position_ack(m.from, position);
         let prs = &self.prs;
         for rs in self.r.read_only.take_confirmed(|acks| prs.has_quorum(acks)) {
             if let Some(m) = self.handle_ready_read_index(rs.req, rs.index) {
@@ -2263,6 +2315,25 @@ impl<T: Storage> Raft<T> {
                         );
                         let ctx = self.r.read_only.heartbeat_ctx();
                         self.bcast_heartbeat_with_ctx(ctx);
+                    }
+                    ReadOnlyOption::LeaseBased
+                        if self.lease_reads()
+                            && !self.lease.is_valid(
+                                self.id,
+                                &self.prs.conf().voters,
+                                self.election_timeout,
+                            ) =>
+                    {
+                        self.r
+                            .read_only
+                            .add_request(self.r.raft_log.committed, m, self.r.id);
+                        debug!(
+                            self.r.logger,
+                            #"fork-patch",
+                            "fork patch 0021: no valid lease, {} reads wait for a ReadIndex round",
+                            self.r.read_only.pending_read_count()
+                        );
+                        self.bcast_heartbeat();
                     }
                     ReadOnlyOption::LeaseBased => {
                         let read_index = self.raft_log.committed;
@@ -2945,6 +3016,9 @@ impl<T: Storage> Raft<T> {
 
     /// Issues a message to timeout immediately.
     pub fn send_timeout_now(&mut self, to: u64) {
+        // Fork: the transferee's campaign skips the followers' lease check,
+        // whenever the message reaches it.
+        self.lease.revoke();
         let msg = new_message(to, MessageType::MsgTimeoutNow, None);
         self.r.send(msg, &mut self.msgs);
     }
@@ -3036,3 +3110,5 @@ impl<T: Storage> Raft<T> {
 // Fork: tests of the fork's patch to become_leader.
 #[cfg(test)]
 mod fork_tests;
+#[cfg(test)]
+mod lease_tests;

@@ -161,6 +161,12 @@ impl ReadOnly {
         self.read_index_queue.len()
     }
 
+    /// The position given to the newest read: a heartbeat carrying it
+    /// confirms every read pending now, and none added later.
+    pub(crate) fn last_position(&self) -> u64 {
+        self.last_position
+    }
+
     /// The heartbeat context that asks for acknowledgement of every pending
     /// read: the newest one's position, as 8 little-endian bytes.
     pub(crate) fn heartbeat_ctx(&self) -> Option<Vec<u8>> {
