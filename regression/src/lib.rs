@@ -7,6 +7,7 @@
 //! escape; `tests/seed_620.rs` holds the expectations.
 
 pub mod known_bugs;
+pub mod lease_read;
 pub mod stale_term_leader;
 
 /// What a node left behind after a scenario.
