@@ -69,6 +69,7 @@ mod tests {
             tick: 0,
             committed: 0,
             reads: 0,
+            read_latencies: Vec::new(),
             counts: Default::default(),
             heal_to_commit_ticks: None,
             trace_hash: 0,

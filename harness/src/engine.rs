@@ -108,6 +108,8 @@ pub struct NodeStatus {
     pub commit: u64,
     /// The last index of the node's log (storage and unstable).
     pub last_index: u64,
+    /// Reads waiting for a ReadIndex round (`Raft::pending_read_count`).
+    pub pending_reads: usize,
 }
 
 /// The parts of a `Ready` the simulation acts on, in the order the
@@ -414,6 +416,7 @@ macro_rules! engine {
                     leader_id: raft.leader_id,
                     commit: raft.raft_log.committed,
                     last_index: raft.raft_log.last_index(),
+                    pending_reads: raft.pending_read_count(),
                 }
             }
 

@@ -249,6 +249,28 @@ impl Faults {
         if self.fire() {
             world.transfer_leader(leader, to);
         }
+        let deafen = self.rates.deafen_after_transfer_pct > 0
+            && self.rng.gen_range(0..100) < self.rates.deafen_after_transfer_pct;
+        if deafen {
+            self.deafen(world, leader, &others);
+        }
+    }
+
+    /// Cuts everything sent to the old leader `leader` of a transfer, in
+    /// place of a partition, unless one is on.
+    fn deafen<E: Engine>(&mut self, world: &mut World<E>, leader: u64, others: &[u64]) {
+        let until = world.now
+            + self
+                .rng
+                .gen_range(1..=self.rates.partition_ticks_max.max(1));
+        if self.partition.is_none() && self.fire() {
+            let links: BTreeSet<(u64, u64)> = others.iter().map(|&id| (id, leader)).collect();
+            world.trace(format_args!(
+                "n{leader} deafened after its transfer: {links:?} cut until {until}"
+            ));
+            self.partition = Some((links, until));
+            self.apply_cuts(world);
+        }
     }
 
     fn compactions<E: Engine>(&mut self, world: &mut World<E>) {

@@ -15,6 +15,7 @@ pub mod divergence;
 pub mod engine;
 pub mod faults;
 pub mod html;
+pub mod lease_cost;
 pub mod run;
 pub mod scenario;
 pub mod shrink;

@@ -10,6 +10,7 @@ use harness::compare::{aggregate, compare, fork_failed, merge, render, to_json, 
 use harness::divergence::{classify, Divergence};
 use harness::engine::EngineKind;
 use harness::html;
+use harness::lease_cost::{lease_cost, render as render_lease_cost};
 use harness::run::{run, Ending};
 use harness::scenario::{Options, Overrides, Scenario};
 use harness::shrink::shrink;
@@ -80,6 +81,20 @@ enum Command {
     Shrink {
         #[command(flatten)]
         run: RunArgs,
+    },
+    /// What safe lease reads cost: on both engines, with no faults and in
+    /// the lease scenarios, the share of lease reads a leader sent through a
+    /// ReadIndex round, and read latencies in ticks.
+    LeaseCost {
+        /// Seeds 0..N per schedule and engine.
+        #[arg(long, default_value_t = 1000)]
+        seeds: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Worker threads (default: the machine's cores).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// The same fault-free workload on both engines, in ABBA order; committed
     /// entries per second per round, and the fork/upstream ratio's median
@@ -370,6 +385,21 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::LeaseCost {
+            seeds,
+            json,
+            threads,
+        } => {
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let rows = lease_cost(seeds, threads);
+            if json {
+                println!("{}", serde_json::to_string(&rows).expect("rows serialize"));
+            } else {
+                print!("{}", render_lease_cost(&rows, seeds));
+            }
+            ExitCode::SUCCESS
         }
         Command::Bench {
             json,

@@ -13,7 +13,7 @@ use crate::checkers::{converged, Checkers, ClusterView, Convergence, Violation};
 use crate::engine::{Engine, EngineKind, Fork, Mixed, NodeStatus, Upstream};
 use crate::faults::Faults;
 use crate::scenario::{rng, Options, Stream};
-use crate::workload::Workload;
+use crate::workload::{ReadLatency, Workload};
 use crate::world::disk::Disk;
 use crate::world::network::Network;
 use crate::world::node::StateMachine;
@@ -60,6 +60,8 @@ pub struct RunOutcome {
     pub committed: u64,
     /// Reads served to clients.
     pub reads: u64,
+    /// Each served read's latency.
+    pub read_latencies: Vec<ReadLatency>,
     /// What the world counted (see `World::count`).
     pub counts: BTreeMap<String, u64>,
     /// Ticks from healing to the first new proposal committed, if the run
@@ -204,7 +206,14 @@ impl<E: Engine> Simulation<E> {
 
     fn check(&mut self) -> Result<(), Violation> {
         let events = self.world.drain_events();
-        let observed = self.workload.observe(&events);
+        let observed = self.workload.observe(self.world.now, &events);
+        for _ in observed
+            .reads
+            .iter()
+            .filter(|r| r.answered_by_upstream && r.is_stale())
+        {
+            self.world.count("stale reads answered by 0.7.0 nodes");
+        }
         if self.safety.is_some() {
             return Ok(());
         }
@@ -282,7 +291,7 @@ impl<E: Engine> Simulation<E> {
     }
 
     /// Ends the run: `ending` is what `run` returned, or its panic.
-    fn finish(self, ending: Ending) -> RunOutcome {
+    fn finish(mut self, ending: Ending) -> RunOutcome {
         let end = (self.world.now, self.world.trace_events());
         let liveness = match &ending {
             Ending::Panicked(msg) => Liveness::Panicked(msg.clone()),
@@ -298,6 +307,7 @@ impl<E: Engine> Simulation<E> {
         let tick = self.world.now;
         let committed = self.workload.committed;
         let reads = self.workload.reads_served;
+        let read_latencies = std::mem::take(&mut self.workload.read_latencies);
         let heal_to_commit_ticks = self.heal_to_commit_ticks;
         let faults = self.faults.applied.clone();
         let counts = self
@@ -314,6 +324,7 @@ impl<E: Engine> Simulation<E> {
             tick,
             committed,
             reads,
+            read_latencies,
             counts,
             heal_to_commit_ticks,
             trace_hash: trace.hash(),
@@ -375,6 +386,7 @@ pub fn run_on<E: Engine>(opts: &Options, level: TraceLevel) -> RunOutcome {
             tick: 0,
             committed: 0,
             reads: 0,
+            read_latencies: Vec::new(),
             counts: BTreeMap::new(),
             heal_to_commit_ticks: None,
             trace_hash: 0,

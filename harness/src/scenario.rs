@@ -55,6 +55,10 @@ pub enum Scenario {
     ReadIndex,
     /// Chaos with `ReadOnlyOption::LeaseBased` reads and check_quorum.
     LeaseRead,
+    /// Lease reads while the leader is asked to transfer leadership ten
+    /// times as often, and often hears nothing once it did: each
+    /// transferee's campaign skips the followers' lease check.
+    LeaseTransfer,
     /// Chaos with pre-vote and a different `Config::priority` per node.
     Priority,
     /// Chaos on a transport that calls `report_unreachable` for every
@@ -68,7 +72,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Seed620,
         Scenario::Chaos,
         Scenario::StorageAhead,
@@ -77,6 +81,7 @@ impl Scenario {
         Scenario::StaleTail,
         Scenario::ReadIndex,
         Scenario::LeaseRead,
+        Scenario::LeaseTransfer,
         Scenario::Priority,
         Scenario::Unreachable,
         Scenario::RollingUpgrade,
@@ -93,6 +98,7 @@ impl Scenario {
             Scenario::StaleTail => "stale-tail",
             Scenario::ReadIndex => "read-index",
             Scenario::LeaseRead => "lease-read",
+            Scenario::LeaseTransfer => "lease-transfer",
             Scenario::Priority => "priority",
             Scenario::Unreachable => "unreachable",
             Scenario::RollingUpgrade => "rolling-upgrade",
@@ -109,8 +115,9 @@ impl Scenario {
     /// reported, and do not fail `compare`.
     pub fn fork_may_fail(self) -> Option<&'static str> {
         match self {
-            Scenario::StaleTail => Some("negative control: no engine survives a storage that keeps a stale tail"),
-            Scenario::LeaseRead => Some("lease reads are not linearizable under partitions in 0.7.0: a leader checks its quorum only once per election timeout, so a cut-off leader still serves lease reads after the others elected and committed (a documented limitation)"),
+            Scenario::StaleTail => {
+                Some("negative control: no engine survives a storage that keeps a stale tail")
+            }
             _ => None,
         }
     }
@@ -153,6 +160,11 @@ pub struct FaultRates {
     pub torn_writes: bool,
     /// The leader is asked to transfer leadership.
     pub transfer_permille: u32,
+    /// Of those transfers, the percentage after which, once its
+    /// `MsgTimeoutNow` is on its way, the old leader hears nothing for 1 to
+    /// `partition_ticks_max` ticks: it leads on, unaware of the transferee's
+    /// term, until its quorum check.
+    pub deafen_after_transfer_pct: u32,
     /// A node snapshots and compacts its log.
     pub compact_permille: u32,
     /// The leader proposes a membership change: a voter demoted to
@@ -332,6 +344,11 @@ impl Options {
                 crash_permille: 2,
                 ..chaos
             },
+            Scenario::LeaseTransfer => FaultRates {
+                transfer_permille: 40,
+                deafen_after_transfer_pct: 50,
+                ..chaos
+            },
             _ => chaos,
         };
         let pre_vote = !scripted && r.gen_bool(0.5);
@@ -371,7 +388,7 @@ impl Options {
                 workload.read_pct = 80;
                 workload.read_timeout_ticks = r.gen_range(2..=6);
             }
-            Scenario::LeaseRead => {
+            Scenario::LeaseRead | Scenario::LeaseTransfer => {
                 world.read_mode = ReadMode::LeaseBased;
                 world.check_quorum = true;
                 workload.read_pct = 50;
@@ -392,6 +409,12 @@ impl Options {
                     .enumerate()
                     .map(|(i, id)| (gap * (i as u64 + 1) + r.gen_range(0..=gap / 2), id))
                     .collect();
+                // Half the upgrades serve lease reads, with both engines
+                // leading in turn.
+                if r.gen_bool(0.5) {
+                    world.read_mode = ReadMode::LeaseBased;
+                    world.check_quorum = true;
+                }
             }
             _ => {}
         }

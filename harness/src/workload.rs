@@ -24,6 +24,8 @@ struct PendingRead {
     must_see: u64,
     /// When the client gives up waiting and sends the read again.
     retry_at: u64,
+    /// When the client first sent it.
+    invoked_at: u64,
 }
 
 /// A read a node served to its client.
@@ -40,6 +42,27 @@ pub struct ServedRead {
     pub read_index: u64,
     /// The state machine it was served from.
     pub state: StateMachine,
+    /// In a world that mixes engines, whether its read index came from a
+    /// node running crates.io 0.7.0.
+    pub answered_by_upstream: bool,
+}
+
+impl ServedRead {
+    /// Whether it misses a write acknowledged before it was invoked.
+    pub fn is_stale(&self) -> bool {
+        self.state.applied < self.must_see
+    }
+}
+
+/// How long a client waited for a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLatency {
+    /// Ticks from its first sending to its serving, retries included.
+    pub ticks: u64,
+    /// With lease reads, where a leader sent it through a ReadIndex round
+    /// rather than answering from its lease: ticks from then to its
+    /// serving.
+    pub round_ticks: Option<u64>,
 }
 
 /// What clients learned in a step.
@@ -71,6 +94,8 @@ pub struct Workload {
     reads: BTreeMap<u64, PendingRead>,
     /// Reads served so far.
     pub reads_served: u64,
+    /// Each served read's latency.
+    pub read_latencies: Vec<ReadLatency>,
 }
 
 impl Workload {
@@ -88,6 +113,7 @@ impl Workload {
             next_read: 1,
             reads: BTreeMap::new(),
             reads_served: 0,
+            read_latencies: Vec::new(),
         }
     }
 
@@ -132,6 +158,7 @@ impl Workload {
                 node,
                 must_see: self.acked_index_max,
                 retry_at: world.now + self.opts.read_timeout_ticks,
+                invoked_at: world.now,
             },
         );
     }
@@ -190,7 +217,7 @@ impl Workload {
 
     /// Acknowledges the proposals whose node applied them, and the reads
     /// the node their client talks to served.
-    pub fn observe(&mut self, events: &[Event]) -> Observed {
+    pub fn observe(&mut self, now: u64, events: &[Event]) -> Observed {
         let mut observed = Observed::default();
         for event in events {
             match *event {
@@ -211,6 +238,8 @@ impl Workload {
                     ref ctx,
                     read_index,
                     state,
+                    answered_by_upstream,
+                    round_ticks,
                 } => {
                     let read = read_id(ctx);
                     let Some(pending) = self.reads.get(&read).filter(|r| r.node == node) else {
@@ -222,6 +251,11 @@ impl Workload {
                         must_see: pending.must_see,
                         read_index,
                         state,
+                        answered_by_upstream,
+                    });
+                    self.read_latencies.push(ReadLatency {
+                        ticks: now - pending.invoked_at,
+                        round_ticks,
                     });
                     self.reads.remove(&read);
                     self.reads_served += 1;

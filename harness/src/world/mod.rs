@@ -103,6 +103,13 @@ pub enum Event {
         read_index: u64,
         /// The state machine the read is served from.
         state: StateMachine,
+        /// In a world that mixes engines, whether the read index came from
+        /// a node running crates.io 0.7.0.
+        answered_by_upstream: bool,
+        /// With lease reads, where a leader sent it through a ReadIndex
+        /// round rather than answering from its lease: ticks from then to
+        /// its serving.
+        round_ticks: Option<u64>,
     },
     /// A node went down, losing what its disk had not synced.
     Crashed(u64),
@@ -133,6 +140,13 @@ pub fn read_id(ctx: &[u8]) -> u64 {
     ctx.try_into().map_or(0, u64::from_le_bytes)
 }
 
+/// With lease reads, and `raft` leading: its pending reads before it takes
+/// a read.
+fn lease_read_at_leader<E: Engine>(mode: ReadMode, raft: &E::Node) -> Option<usize> {
+    let status = E::status(raft);
+    (mode == ReadMode::LeaseBased && status.role == Role::Leader).then_some(status.pending_reads)
+}
+
 /// The cluster, its network and its clock.
 pub struct World<E: Engine> {
     /// The current tick.
@@ -149,6 +163,9 @@ pub struct World<E: Engine> {
     unreachable: Vec<(u64, u64)>,
     /// Nodes a rolling upgrade has switched to `upgrade_to`.
     upgraded: BTreeSet<u64>,
+    /// Contexts of lease reads a leader sent through a ReadIndex round,
+    /// and the tick it first did.
+    lease_rounds: BTreeMap<Vec<u8>, u64>,
     /// How often the rarer things a scenario is about happened, by name.
     counts: BTreeMap<&'static str, u64>,
 }
@@ -184,6 +201,7 @@ impl<E: Engine> World<E> {
                 last_seen: None,
                 unsynced_snapshot: None,
                 read_states: Vec::new(),
+                read_index_from: BTreeMap::new(),
             })
             .collect();
         let mut world = World {
@@ -197,6 +215,7 @@ impl<E: Engine> World<E> {
             events: Vec::new(),
             unreachable: Vec::new(),
             upgraded: BTreeSet::new(),
+            lease_rounds: BTreeMap::new(),
             counts: BTreeMap::new(),
         };
         for id in world.config.ids.clone() {
@@ -303,13 +322,7 @@ impl<E: Engine> World<E> {
             .snapshot(0)
             .map_err(|e| format!("{e:?}"))?;
         node.sm = StateMachine::from_snapshot(&snap);
-        let engine = self.config.upgrade_to.map(|to| {
-            if self.upgraded.contains(&id) {
-                to
-            } else {
-                to.other()
-            }
-        });
+        let engine = self.engine_of(id);
         let config = NodeConfig {
             id,
             engine,
@@ -337,6 +350,7 @@ impl<E: Engine> World<E> {
         node.pending.clear();
         node.unsynced_snapshot = None;
         node.read_states.clear();
+        node.read_index_from.clear();
         self.after_call(id);
         Ok(())
     }
@@ -412,14 +426,30 @@ impl<E: Engine> World<E> {
         if self.trace.on() {
             self.trace(format_args!("{}", Compact(&msg)));
         }
+        if msg.get_msg_type() == MessageType::MsgReadIndexResp {
+            if let Some(e) = msg.entries.first() {
+                let ctx = e.data.to_vec();
+                self.node_mut(to).read_index_from.insert(ctx, from);
+            }
+        }
+        let read_mode = self.config.read_mode;
         let Some(raft) = self.node_mut(to).raft.as_mut() else {
             if snapshot {
                 self.report_snapshot(from, to, false);
             }
             return;
         };
+        let lease_read = match (msg.get_msg_type(), msg.entries.first()) {
+            (MessageType::MsgReadIndex, Some(e)) => {
+                lease_read_at_leader::<E>(read_mode, raft).map(|pending| (pending, e.data.to_vec()))
+            }
+            _ => None,
+        };
         if let Err(e) = E::step(raft, msg) {
             self.trace(format_args!("n{to} step: {e}"));
+        }
+        if let Some((pending, ctx)) = lease_read {
+            self.count_lease_read(to, Some(pending), ctx);
         }
         self.after_call(to);
         if snapshot {
@@ -497,7 +527,12 @@ impl<E: Engine> World<E> {
         let node = self.node_mut(id);
         let raft = node.raft.as_mut().unwrap();
         let rd = E::ready(raft);
-        self.node_mut(id).read_states.extend(rd.read_states);
+        let node = self.node_mut(id);
+        let answered = rd.read_states.into_iter().map(|(ctx, index)| {
+            let by = node.read_index_from.remove(&ctx).unwrap_or(id);
+            (ctx, index, by)
+        });
+        node.read_states.extend(answered.collect::<Vec<_>>());
         self.send(rd.messages);
         if let Some(snap) = &rd.snapshot {
             let node = self.node_mut(id);
@@ -566,9 +601,9 @@ impl<E: Engine> World<E> {
         let state = node.sm;
         let (ready, waiting) = std::mem::take(&mut node.read_states)
             .into_iter()
-            .partition(|&(_, index)| index <= state.applied);
+            .partition(|&(_, index, _)| index <= state.applied);
         node.read_states = waiting;
-        for (ctx, read_index) in ready {
+        for (ctx, read_index, answered_by) in ready {
             if self.trace.on() {
                 self.trace(format_args!(
                     "n{id} serves read {} at read index {read_index}, applied {}",
@@ -576,11 +611,15 @@ impl<E: Engine> World<E> {
                     state.applied
                 ));
             }
+            let answered_by_upstream = self.engine_of(answered_by) == Some(EngineKind::Upstream);
+            let round_ticks = self.lease_rounds.remove(&ctx).map(|at| self.now - at);
             self.events.push(Event::ReadServed {
                 node: id,
                 ctx,
                 read_index,
                 state,
+                answered_by_upstream,
+                round_ticks,
             });
         }
     }
@@ -696,10 +735,13 @@ impl<E: Engine> World<E> {
     /// at all (raft drops a read it cannot serve yet).
     pub fn read_index(&mut self, id: u64, ctx: Vec<u8>) -> bool {
         let line = self.trace.on().then(|| read_id(&ctx));
+        let read_mode = self.config.read_mode;
         let Some(raft) = self.node_mut(id).raft.as_mut() else {
             return false;
         };
-        E::read_index(raft, ctx);
+        let leading = lease_read_at_leader::<E>(read_mode, raft);
+        E::read_index(raft, ctx.clone());
+        self.count_lease_read(id, leading, ctx);
         self.after_call(id);
         if let Some(read) = line {
             self.trace(format_args!("n{id} read index {read}"));
@@ -735,6 +777,33 @@ impl<E: Engine> World<E> {
         }
     }
 
+    /// Counts a lease read that leader `id` took with `pending_before`
+    /// reads pending, and whether it went through a ReadIndex round: the
+    /// leader queued it rather than answering from its lease.
+    fn count_lease_read(&mut self, id: u64, pending_before: Option<usize>, ctx: Vec<u8>) {
+        let Some(before) = pending_before else {
+            return;
+        };
+        self.count("lease reads at a leader");
+        let after = self.status(id).map_or(0, |s| s.pending_reads);
+        if after > before {
+            self.count("lease reads through a ReadIndex round");
+            let now = self.now;
+            self.lease_rounds.entry(ctx).or_insert(now);
+        }
+    }
+
+    /// The engine node `id` runs, in a world that mixes them.
+    fn engine_of(&self, id: u64) -> Option<EngineKind> {
+        self.config.upgrade_to.map(|to| {
+            if self.upgraded.contains(&id) {
+                to
+            } else {
+                to.other()
+            }
+        })
+    }
+
     /// Takes the node down; its disk keeps what was synced, and with
     /// `torn_entries`, that many of the unsynced entries.
     pub fn crash(&mut self, id: u64, torn_entries: u64) {
@@ -744,6 +813,7 @@ impl<E: Engine> World<E> {
         }
         node.pending.clear();
         node.read_states.clear();
+        node.read_index_from.clear();
         node.storage.crash(torn_entries);
         self.events.push(Event::Crashed(id));
         self.trace(format_args!("n{id} crash, torn {torn_entries}"));

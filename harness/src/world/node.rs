@@ -1,7 +1,7 @@
 //! One simulated node: its disk, its `RawNode` while it is up, and the state
 //! machine it applies committed entries to.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use raft_proto::eraftpb::{Entry, Message, Snapshot};
 
@@ -72,7 +72,10 @@ pub struct SimNode<E: Engine> {
     /// The number of a Ready whose snapshot the state machine applied but
     /// the disk has not synced: raft learns the applied index only after.
     pub unsynced_snapshot: Option<u64>,
-    /// Answers to reads (context, read index) waiting for the state
-    /// machine to reach their index.
-    pub read_states: Vec<(Vec<u8>, u64)>,
+    /// Answers to reads (context, read index, the node that gave the
+    /// index) waiting for the state machine to reach their index.
+    pub read_states: Vec<(Vec<u8>, u64, u64)>,
+    /// For each read context, the leader whose `MsgReadIndexResp` this
+    /// node received last.
+    pub read_index_from: BTreeMap<Vec<u8>, u64>,
 }

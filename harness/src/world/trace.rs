@@ -188,13 +188,20 @@ impl fmt::Display for Compact<'_> {
             _ => {}
         }
         // The heartbeat context as a number: a read's id on upstream, a read
-        // position on the fork (patch 0018).
+        // position on the fork (patch 0018); with lease reads on the fork,
+        // the read position and the round's send tick (patch 0021).
         if matches!(
             m.get_msg_type(),
             MessageType::MsgHeartbeat | MessageType::MsgHeartbeatResponse
         ) && !m.context.is_empty()
         {
-            write!(f, " ctx {}", read_id(&m.context))?;
+            match m.context.len() {
+                16 => {
+                    let (position, sent) = m.context.split_at(8);
+                    write!(f, " ctx {} sent {}", read_id(position), read_id(sent))?;
+                }
+                _ => write!(f, " ctx {}", read_id(&m.context))?,
+            }
         }
         Ok(())
     }
