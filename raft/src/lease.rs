@@ -23,19 +23,21 @@
 // 0.7.0 answered every LeaseBased read at once, with no expiry; etcd-io/raft
 // does the same today (etcd-io/raft#166, tikv/raft-rs#234).
 
-use crate::quorum::{AckedIndexer, Index};
-use crate::{HashMap, JointConfig};
+use crate::quorum::{AckIndexer, Index};
+use crate::JointConfig;
 
-/// The lease a leader holds from its acknowledged heartbeat rounds. It is
-/// reset whenever the node changes role or term, so it never outlives the
-/// term whose rounds built it.
+/// The lease a leader holds from its acknowledged heartbeat rounds. Raft
+/// drops it whenever the node changes role or term, so it never outlives
+/// the term whose rounds built it.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct LeaderLease {
-    /// The leader's ticks in this term, from 1: a round's send tick is its
-    /// value when the round went out, and 0 means "no round".
-    now: u64,
-    /// Per peer, the send tick of the newest round it acknowledged.
-    acked: HashMap<u64, u64>,
+    /// The leader's ticks in this term. A round's send tick is its value
+    /// plus one when the round went out (see `send_tick`), so that 0 means
+    /// "no round".
+    ticks: u64,
+    /// Per peer, the send tick of the newest round it acknowledged; the
+    /// leader's own entry is its current tick, set when the lease is read.
+    acked: AckIndexer,
     /// The leader sent `MsgTimeoutNow` in this term.
     revoked: bool,
 }
@@ -46,17 +48,14 @@ pub(crate) struct LeaderLease {
 const ROUND_CTX_LEN: usize = 16;
 
 impl LeaderLease {
-    /// A lease that starts with the term: nothing acknowledged yet.
-    pub(crate) fn new() -> LeaderLease {
-        LeaderLease {
-            now: 1,
-            ..LeaderLease::default()
-        }
-    }
-
     /// Counts one of the leader's ticks.
     pub(crate) fn tick(&mut self) {
-        self.now += 1;
+        self.ticks += 1;
+    }
+
+    /// The send tick of a round sent now.
+    fn send_tick(&self) -> u64 {
+        self.ticks + 1
     }
 
     /// The context of a heartbeat round sent now, carrying `read_position`
@@ -64,7 +63,7 @@ impl LeaderLease {
     pub(crate) fn round_ctx(&self, read_position: u64) -> Vec<u8> {
         let mut ctx = Vec::with_capacity(ROUND_CTX_LEN);
         ctx.extend_from_slice(&read_position.to_le_bytes());
-        ctx.extend_from_slice(&self.now.to_le_bytes());
+        ctx.extend_from_slice(&self.send_tick().to_le_bytes());
         ctx
     }
 
@@ -78,7 +77,7 @@ impl LeaderLease {
         }
         let (position, sent) = ctx.split_at(ROUND_CTX_LEN / 2);
         let sent = u64::from_le_bytes(sent.try_into().expect("8 bytes"));
-        let newest = self.acked.entry(from).or_default();
+        let newest = &mut self.acked.entry(from).or_default().index;
         *newest = (*newest).max(sent);
         position
     }
@@ -93,7 +92,7 @@ impl LeaderLease {
     /// acknowledged a round sent less than `election_timeout - 1` ticks ago.
     /// The leader acknowledges its own rounds as it sends them.
     pub(crate) fn is_valid(
-        &self,
+        &mut self,
         leader: u64,
         voters: &JointConfig,
         election_timeout: usize,
@@ -101,36 +100,14 @@ impl LeaderLease {
         if self.revoked {
             return false;
         }
-        let acked = AckedRounds {
-            leader,
-            now: self.now,
-            acked: &self.acked,
-        };
-        let (since, _) = voters.committed_index(false, &acked);
-        let lasts = election_timeout.saturating_sub(1) as u64;
-        since > 0 && self.now < since.saturating_add(lasts)
-    }
-}
-
-/// The send tick of each voter's newest acknowledged round, as the quorum
-/// code reads indexes.
-struct AckedRounds<'a> {
-    leader: u64,
-    now: u64,
-    acked: &'a HashMap<u64, u64>,
-}
-
-impl AckedIndexer for AckedRounds<'_> {
-    fn acked_index(&self, voter: u64) -> Option<Index> {
-        let sent = if voter == self.leader {
-            self.now
-        } else {
-            *self.acked.get(&voter)?
-        };
-        Some(Index {
-            index: sent,
+        let own = Index {
+            index: self.send_tick(),
             group_id: 0,
-        })
+        };
+        self.acked.insert(leader, own);
+        let (since, _) = voters.committed_index(false, &self.acked);
+        let lasts = election_timeout.saturating_sub(1) as u64;
+        since > 0 && self.send_tick() < since.saturating_add(lasts)
     }
 }
 

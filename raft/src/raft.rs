@@ -260,8 +260,9 @@ pub struct RaftCore<T: Storage> {
     /// Track uncommitted log entry on this node
     uncommitted_state: UncommittedState,
 
-    /// Fork: the lease behind LeaseBased reads, while leader.
-    lease: LeaderLease,
+    /// Fork: the lease behind LeaseBased reads, from the first lease round
+    /// (or MsgTimeoutNow) of a leader's term to the end of the term.
+    lease: Option<Box<LeaderLease>>,
 
     /// Fork: a restarted voter's promise to a leader it may have
     /// acknowledged before it went down.
@@ -377,7 +378,7 @@ impl<T: Storage> Raft<T> {
                     last_log_tail_index: 0,
                 },
                 max_committed_size_per_ready: c.max_committed_size_per_ready,
-                lease: LeaderLease::new(),
+                lease: None,
                 vote_promise: VotePromise::at_start(
                     c.check_quorum && c.read_only_option == ReadOnlyOption::LeaseBased,
                     raft_state.hard_state.term,
@@ -910,6 +911,13 @@ impl<T: Storage> RaftCore<T> {
     fn lease_reads(&self) -> bool {
         self.check_quorum && self.read_only.option == ReadOnlyOption::LeaseBased
     }
+
+    /// Fork: the leader's lease in this term, started with nothing
+    /// acknowledged if it has none yet. Allocated only by leaders that use
+    /// it, so other nodes carry one empty pointer.
+    fn leader_lease(&mut self) -> &mut LeaderLease {
+        self.lease.get_or_insert_with(Box::default)
+    }
 }
 
 impl<T: Storage> Raft<T> {
@@ -956,7 +964,8 @@ impl<T: Storage> Raft<T> {
     /// Sends RPC, without entries to all the peers.
     pub fn bcast_heartbeat(&mut self) {
         let ctx = if self.lease_reads() {
-            Some(self.lease.round_ctx(self.read_only.last_position()))
+            let read_position = self.read_only.last_position();
+            Some(self.leader_lease().round_ctx(read_position))
         } else {
             self.read_only.heartbeat_ctx()
         };
@@ -1051,7 +1060,7 @@ impl<T: Storage> Raft<T> {
 
         self.pending_conf_index = 0;
         self.read_only = ReadOnly::new(self.read_only.option);
-        self.lease = LeaderLease::new();
+        self.lease = None;
         self.pending_request_snapshot = INVALID_INDEX;
 
         let last_index = self.raft_log.last_index();
@@ -1149,7 +1158,9 @@ impl<T: Storage> Raft<T> {
     fn tick_heartbeat(&mut self) -> bool {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
-        self.lease.tick();
+        if let Some(lease) = &mut self.lease {
+            lease.tick();
+        }
 
         let mut has_ready = false;
         if self.election_elapsed >= self.election_timeout {
@@ -2029,7 +2040,7 @@ impl<T: Storage> Raft<T> {
         }
 
         let position = if self.r.lease_reads() {
-            self.r.lease.recv_ack(m.from, &m.context)
+            self.r.leader_lease().recv_ack(m.from, &m.context)
         } else if self.read_only.option == ReadOnlyOption::Safe {
             &m.context
         } else {
@@ -2302,6 +2313,12 @@ impl<T: Storage> Raft<T> {
                 // We can express this in terms of the term and index instead of
                 // a user-supplied value.
                 // This would allow multiple reads to piggyback on the same message.
+                // Fork: a LeaseBased read outside the leader's lease goes
+                // through a round, as a Safe one does.
+                let lease_lapsed = self.r.lease_reads()
+                    && !self.r.lease.as_mut().is_some_and(|lease| {
+                        lease.is_valid(self.r.id, &self.prs.conf().voters, self.r.election_timeout)
+                    });
                 match self.read_only.option {
                     ReadOnlyOption::Safe => {
                         self.r
@@ -2316,14 +2333,7 @@ impl<T: Storage> Raft<T> {
                         let ctx = self.r.read_only.heartbeat_ctx();
                         self.bcast_heartbeat_with_ctx(ctx);
                     }
-                    ReadOnlyOption::LeaseBased
-                        if self.lease_reads()
-                            && !self.lease.is_valid(
-                                self.id,
-                                &self.prs.conf().voters,
-                                self.election_timeout,
-                            ) =>
-                    {
+                    ReadOnlyOption::LeaseBased if lease_lapsed => {
                         self.r
                             .read_only
                             .add_request(self.r.raft_log.committed, m, self.r.id);
@@ -3018,7 +3028,7 @@ impl<T: Storage> Raft<T> {
     pub fn send_timeout_now(&mut self, to: u64) {
         // Fork: the transferee's campaign skips the followers' lease check,
         // whenever the message reaches it.
-        self.lease.revoke();
+        self.leader_lease().revoke();
         let msg = new_message(to, MessageType::MsgTimeoutNow, None);
         self.r.send(msg, &mut self.msgs);
     }
