@@ -480,6 +480,10 @@ impl<T: Storage> Raft<T> {
     }
 
     /// Returns whether the current raft is in lease.
+    ///
+    /// Fork: that is, whether it leads with check_quorum on. Whether a
+    /// LeaseBased read is answered at once depends on the lease of patch
+    /// 0021, which this does not look at.
     pub fn in_lease(&self) -> bool {
         self.state == StateRole::Leader && self.check_quorum
     }
@@ -910,6 +914,14 @@ impl<T: Storage> RaftCore<T> {
     /// 0.7.0.
     fn lease_reads(&self) -> bool {
         self.check_quorum && self.read_only.option == ReadOnlyOption::LeaseBased
+    }
+
+    /// Fork: a leader may count on this node's vote for another election
+    /// timeout from now (see `VotePromise`).
+    fn renew_vote_promise(&mut self) {
+        if self.lease_reads() {
+            self.vote_promise.renew(self.election_timeout);
+        }
     }
 
     /// Fork: the leader's lease in this term, started with nothing
@@ -1407,6 +1419,17 @@ impl<T: Storage> Raft<T> {
     /// Steps the raft along via a message. This should be called everytime your raft receives a
     /// message from a peer.
     pub fn step(&mut self, m: Message) -> Result<()> {
+        if self.vote_promise.withholds(&m, self.term, self.vote) {
+            debug!(
+                self.logger,
+                #"fork-patch",
+                "fork patch 0021: ignoring {:?} from {} at term {}: heard from a leader less than an election timeout ago",
+                m.get_msg_type(),
+                m.from,
+                m.term
+            );
+            return Ok(());
+        }
         // Handle the message term, which may result in our stepping down to a follower.
         if m.term == 0 {
             // local message
@@ -1418,15 +1441,7 @@ impl<T: Storage> Raft<T> {
                 let in_lease = self.check_quorum
                     && self.leader_id != INVALID_ID
                     && self.election_elapsed < self.election_timeout;
-                if !force && !in_lease && self.vote_promise.holds() {
-                    debug!(
-                        self.logger,
-                        #"fork-patch",
-                        "fork patch 0021: restarted, ignoring a vote request from {} for the lease of a leader it may have acknowledged",
-                        m.from
-                    );
-                }
-                if !force && (in_lease || self.vote_promise.holds()) {
+                if !force && in_lease {
                     // if a server receives RequestVote request within the minimum election
                     // timeout of hearing from a current leader, it does not update its term
                     // or grant its vote
@@ -2655,6 +2670,7 @@ impl<T: Storage> Raft<T> {
     // TODO: revoke pub when there is a better way to test.
     /// For a given message, append the entries to the log.
     pub fn handle_append_entries(&mut self, m: &Message) {
+        self.renew_vote_promise();
         if self.pending_request_snapshot != INVALID_INDEX {
             self.send_request_snapshot();
             return;
@@ -2718,6 +2734,7 @@ impl<T: Storage> Raft<T> {
     // TODO: revoke pub when there is a better way to test.
     /// For a message, commit and send out heartbeat.
     pub fn handle_heartbeat(&mut self, mut m: Message) {
+        self.renew_vote_promise();
         self.raft_log.commit_to(m.commit);
         if self.pending_request_snapshot != INVALID_INDEX {
             self.send_request_snapshot();
@@ -2732,6 +2749,7 @@ impl<T: Storage> Raft<T> {
     }
 
     fn handle_snapshot(&mut self, mut m: Message) {
+        self.renew_vote_promise();
         let metadata = m.get_snapshot().get_metadata();
         let (sindex, sterm) = (metadata.index, metadata.term);
         if self.restore(m.take_snapshot()) {

@@ -32,6 +32,14 @@ pub enum ReadOnlyOption {
     /// If the clock drift is unbounded, leader might keep the lease longer than it
     /// should (clock can move backward/pause without any bound). ReadIndex is not safe
     /// in that case.
+    ///
+    /// Fork: the leader answers at once only within its lease, which ends
+    /// `election_timeout - 1` of its ticks after it sent the newest
+    /// heartbeat round a quorum of voters acknowledged; other reads go
+    /// through a ReadIndex round, as with `Safe`. The bound assumes every
+    /// node ticks at the same rate: a leader whose ticks come late (a
+    /// stalled loop, a ticker that pauses) holds its lease longer in real
+    /// time.
     LeaseBased,
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::eraftpb::{ConfState, Message};
+use crate::eraftpb::{ConfState, Message, MessageType};
 use crate::storage::MemStorage;
 use crate::{default_logger, Config, RawNode, ReadOnlyOption, StateRole};
 
@@ -245,6 +245,37 @@ fn rounds_acknowledged_after_timeout_now_give_no_lease_back() {
 }
 
 #[test]
+fn a_higher_term_message_does_not_release_a_followers_promise() {
+    let mut cluster = Cluster::led_by_1();
+    cluster.write(1);
+    cluster.tick();
+    assert!(cluster.read_at_once(1, b"before").is_some());
+    cluster.isolated.insert(1);
+
+    // 2, cut off from 1, campaigns: 3 heard from 1 a tick ago and ignores it.
+    cluster.node(2).campaign().unwrap();
+    cluster.settle();
+    assert_eq!(cluster.node(2).raft.state, StateRole::Candidate);
+    // Any message of 2's term, here an append response, moves 3 to that
+    // term with no leader, which ends 0.7.0's lease check on 3.
+    let mut response = Message {
+        from: 2,
+        to: 3,
+        term: cluster.node(2).raft.term,
+        ..Default::default()
+    };
+    response.set_msg_type(MessageType::MsgAppendResponse);
+    cluster.node(3).step(response).unwrap();
+    assert_eq!(cluster.node(3).raft.leader_id, 0);
+
+    cluster.node(2).campaign().unwrap();
+    cluster.settle();
+    assert_ne!(cluster.node(2).raft.state, StateRole::Leader);
+    let committed = cluster.node(3).raft.raft_log.committed;
+    assert_eq!(cluster.read_at_once(1, b"during"), Some(committed));
+}
+
+#[test]
 fn a_restarted_voter_keeps_the_promise_it_may_have_made() {
     let mut cluster = Cluster::led_by_1();
     cluster.write(1);
@@ -267,9 +298,16 @@ fn a_restarted_voter_keeps_the_promise_it_may_have_made() {
     let committed = cluster.node(3).raft.raft_log.committed;
     assert_eq!(cluster.read_at_once(1, b"during"), Some(committed));
 
-    // The promise ends an election timeout after the restart.
-    for _ in 0..2 * ELECTION_TICKS {
+    // Nor for election_timeout - 1 ticks after the restart; at the next
+    // tick 3 is free to vote.
+    for _ in 1..ELECTION_TICKS {
         cluster.tick();
+        cluster.node(2).campaign().unwrap();
+        cluster.settle();
+        assert_ne!(cluster.node(2).raft.state, StateRole::Leader);
     }
+    cluster.tick();
+    cluster.node(2).campaign().unwrap();
+    cluster.settle();
     assert_eq!(cluster.node(2).raft.state, StateRole::Leader);
 }
