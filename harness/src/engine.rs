@@ -6,7 +6,9 @@
 //! either per node, for rolling upgrades. Both crates use
 //! the workspace's `raft-proto`, so messages and entries are one type.
 
-use raft_proto::eraftpb::{ConfChangeV2, ConfState, Entry, HardState, Message, Snapshot};
+use raft_proto::eraftpb::{
+    ConfChangeV2, ConfState, Entry, HardState, Message, MessageType, Snapshot,
+};
 
 use crate::world::disk::ReadError;
 use crate::world::storage::NodeStorage;
@@ -108,8 +110,19 @@ pub struct NodeStatus {
     pub commit: u64,
     /// The last index of the node's log (storage and unstable).
     pub last_index: u64,
-    /// Reads waiting for a ReadIndex round (`Raft::pending_read_count`).
-    pub pending_reads: usize,
+}
+
+/// What a leader did with a read it was just given, as its public state
+/// shows right after the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadTaken {
+    /// Answered in the same call: a `ReadState` for a local read, a
+    /// `MsgReadIndexResp` for a forwarded one.
+    AtOnce,
+    /// Waiting for a ReadIndex round (`ReadOnly::pending_read_index`).
+    Round,
+    /// Neither: dropped, as before a leader commits in its term.
+    Dropped,
 }
 
 /// The parts of a `Ready` the simulation acts on, in the order the
@@ -194,6 +207,9 @@ pub trait Engine {
     fn advance_apply_to(node: &mut Self::Node, applied: u64);
     /// Term, role, leader, commit and last index.
     fn status(node: &Self::Node) -> NodeStatus;
+    /// What the node, leading, did with the read of context `ctx` it was
+    /// just given.
+    fn read_taken(node: &Self::Node, ctx: &[u8]) -> ReadTaken;
     /// `Raft::set_randomized_election_timeout`: raft 0.7 draws the timeout
     /// from `thread_rng`, so the simulation overrides every draw with one
     /// from its seed.
@@ -342,6 +358,22 @@ macro_rules! engine {
                 node.raw.read_index(ctx);
             }
 
+            fn read_taken(node: &$node, ctx: &[u8]) -> ReadTaken {
+                let raft = &node.raw.raft;
+                let answered = raft.read_states.iter().any(|rs| rs.request_ctx == ctx)
+                    || raft.msgs.iter().any(|m| {
+                        m.get_msg_type() == MessageType::MsgReadIndexResp
+                            && m.entries.first().is_some_and(|e| e.data.as_ref() == ctx)
+                    });
+                if raft.read_only.pending_read_index.contains_key(ctx) {
+                    ReadTaken::Round
+                } else if answered {
+                    ReadTaken::AtOnce
+                } else {
+                    ReadTaken::Dropped
+                }
+            }
+
             fn report_unreachable(node: &mut $node, to: u64) {
                 node.raw.report_unreachable(to);
             }
@@ -416,7 +448,6 @@ macro_rules! engine {
                     leader_id: raft.leader_id,
                     commit: raft.raft_log.committed,
                     last_index: raft.raft_log.last_index(),
-                    pending_reads: raft.pending_read_count(),
                 }
             }
 
@@ -563,6 +594,9 @@ impl Engine for Mixed {
     }
     fn read_index(node: &mut MixedNode, ctx: Vec<u8>) {
         either!(node, |E, n| E::read_index(n, ctx))
+    }
+    fn read_taken(node: &MixedNode, ctx: &[u8]) -> ReadTaken {
+        either!(node, |E, n| E::read_taken(n, ctx))
     }
     fn report_unreachable(node: &mut MixedNode, to: u64) {
         either!(node, |E, n| E::report_unreachable(n, to))

@@ -246,24 +246,34 @@ impl Faults {
             .filter(|&id| id != leader)
             .collect();
         let Some(to) = self.pick(&others) else { return };
-        if self.fire() {
+        let transferred = self.fire();
+        if transferred {
             world.transfer_leader(leader, to);
         }
         let deafen = self.rates.deafen_after_transfer_pct > 0
             && self.rng.gen_range(0..100) < self.rates.deafen_after_transfer_pct;
         if deafen {
-            self.deafen(world, leader, &others);
+            self.deafen(world, leader, &others, transferred);
         }
     }
 
-    /// Cuts everything sent to the old leader `leader` of a transfer, in
-    /// place of a partition, unless one is on.
-    fn deafen<E: Engine>(&mut self, world: &mut World<E>, leader: u64, others: &[u64]) {
+    /// Cuts everything sent to `leader`, which was just asked to transfer
+    /// leadership, in place of a partition, unless one is on. Its
+    /// `MsgTimeoutNow` left already if the transferee was caught up; if
+    /// not, the leader never hears the append response it waits for, and
+    /// this is a plain partition.
+    fn deafen<E: Engine>(
+        &mut self,
+        world: &mut World<E>,
+        leader: u64,
+        others: &[u64],
+        transferred: bool,
+    ) {
         let until = world.now
             + self
                 .rng
                 .gen_range(1..=self.rates.partition_ticks_max.max(1));
-        if self.partition.is_none() && self.fire() {
+        if transferred && self.partition.is_none() && self.fire() {
             let links: BTreeSet<(u64, u64)> = others.iter().map(|&id| (id, leader)).collect();
             world.trace(format_args!(
                 "n{leader} deafened after its transfer: {links:?} cut until {until}"

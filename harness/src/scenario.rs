@@ -56,7 +56,7 @@ pub enum Scenario {
     /// Chaos with `ReadOnlyOption::LeaseBased` reads and check_quorum.
     LeaseRead,
     /// Lease reads while the leader is asked to transfer leadership ten
-    /// times as often, and often hears nothing once it did: each
+    /// times as often, and half the time hears nothing once asked: each
     /// transferee's campaign skips the followers' lease check.
     LeaseTransfer,
     /// Chaos with pre-vote and a different `Config::priority` per node.
@@ -160,10 +160,10 @@ pub struct FaultRates {
     pub torn_writes: bool,
     /// The leader is asked to transfer leadership.
     pub transfer_permille: u32,
-    /// Of those transfers, the percentage after which, once its
-    /// `MsgTimeoutNow` is on its way, the old leader hears nothing for 1 to
-    /// `partition_ticks_max` ticks: it leads on, unaware of the transferee's
-    /// term, until its quorum check.
+    /// Of those transfers, the percentage after which the old leader hears
+    /// nothing for 1 to `partition_ticks_max` ticks. If its `MsgTimeoutNow`
+    /// went out (the transferee was caught up), it leads on, unaware of the
+    /// transferee's term, until its quorum check.
     pub deafen_after_transfer_pct: u32,
     /// A node snapshots and compacts its log.
     pub compact_permille: u32,

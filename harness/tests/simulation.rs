@@ -3,7 +3,7 @@
 //! control.
 
 use harness::divergence::{classify, Divergence};
-use harness::engine::{EngineKind, Fork};
+use harness::engine::{EngineKind, Fork, ReadMode};
 use harness::run::{run, Ending, Liveness, Simulation};
 use harness::scenario::{Options, Overrides, Scenario};
 use harness::shrink::shrink;
@@ -414,17 +414,27 @@ fn lease_transfer_seed_2_is_stale_on_upstream_only() {
     // The old leader, deafened once its MsgTimeoutNow left, answers from
     // its lease while the transferee leads; the fork's leader revoked it.
     let o = opts(Scenario::LeaseTransfer, 2);
-    let up = run(EngineKind::Upstream, &o, TraceLevel::Lines);
+    let up = run(EngineKind::Upstream, &o, TraceLevel::Off);
     let v = up
         .violation()
         .expect("the old leader serves from its lease");
     assert!(v.message.starts_with("stale read"), "{v}");
-    assert!(up
+    let fork = run(EngineKind::Fork, &o, TraceLevel::Lines);
+    assert_eq!(fork.ending, Ending::Passed);
+    // The deafened old leader sends its reads through rounds.
+    let deafened = fork
         .lines
         .iter()
-        .any(|l| l.contains("deafened after its transfer")));
-    let fork = run(EngineKind::Fork, &o, TraceLevel::Off);
-    assert_eq!(fork.ending, Ending::Passed);
+        .position(|l| l.contains("deafened after its transfer"))
+        .expect("a leader deafened after its transfer");
+    let node = fork.lines[deafened]
+        .split_whitespace()
+        .nth(1)
+        .expect("a node");
+    let fell_back = format!("{node} fork patch 0021: no valid lease");
+    assert!(fork.lines[deafened..]
+        .iter()
+        .any(|l| l.contains(&fell_back)));
 }
 
 #[test]
@@ -483,6 +493,19 @@ fn rolling_upgrade_and_downgrade_keep_the_cluster_safe() {
                 .count();
             assert_eq!(switched, 3, "seed {seed}");
         }
+    }
+}
+
+#[test]
+fn rolling_upgrades_serve_lease_reads_in_mixed_clusters() {
+    let o = (0..)
+        .map(|seed| opts(Scenario::RollingUpgrade, seed))
+        .find(|o| o.world.read_mode == ReadMode::LeaseBased)
+        .expect("a seed with lease reads");
+    for engine in EngineKind::ALL {
+        let outcome = run(engine, &o, TraceLevel::Off);
+        assert_eq!(outcome.ending, Ending::Passed, "to {}", engine.name());
+        assert!(outcome.counts["lease reads at a leader"] > 0);
     }
 }
 

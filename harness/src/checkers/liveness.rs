@@ -68,7 +68,6 @@ mod tests {
         NodeStatus {
             leader_id: leader,
             last_index: last,
-            pending_reads: 0,
             ..status(3, role, last)
         }
     }

@@ -144,7 +144,6 @@ pub(crate) mod fake {
             leader_id: 0,
             commit,
             last_index: 0,
-            pending_reads: 0,
         }
     }
 

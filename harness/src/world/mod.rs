@@ -24,7 +24,7 @@ use raft_proto::eraftpb::{
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::engine::{Engine, EngineKind, NodeConfig, NodeStatus, ReadMode, Role};
+use crate::engine::{Engine, EngineKind, NodeConfig, NodeStatus, ReadMode, ReadTaken, Role};
 use disk::{Disk, WriteMode};
 use network::{Network, Sent};
 use node::{PendingSync, SimNode, StateMachine};
@@ -140,11 +140,9 @@ pub fn read_id(ctx: &[u8]) -> u64 {
     ctx.try_into().map_or(0, u64::from_le_bytes)
 }
 
-/// With lease reads, and `raft` leading: its pending reads before it takes
-/// a read.
-fn lease_read_at_leader<E: Engine>(mode: ReadMode, raft: &E::Node) -> Option<usize> {
-    let status = E::status(raft);
-    (mode == ReadMode::LeaseBased && status.role == Role::Leader).then_some(status.pending_reads)
+/// Whether a read `raft` is given is a lease read at a leader.
+fn lease_read_at_leader<E: Engine>(mode: ReadMode, raft: &E::Node) -> bool {
+    mode == ReadMode::LeaseBased && E::status(raft).role == Role::Leader
 }
 
 /// The cluster, its network and its clock.
@@ -429,7 +427,9 @@ impl<E: Engine> World<E> {
         if msg.get_msg_type() == MessageType::MsgReadIndexResp {
             if let Some(e) = msg.entries.first() {
                 let ctx = e.data.to_vec();
-                self.node_mut(to).read_index_from.insert(ctx, from);
+                self.node_mut(to)
+                    .read_index_from
+                    .insert(ctx, (from, msg.index));
             }
         }
         let read_mode = self.config.read_mode;
@@ -440,16 +440,16 @@ impl<E: Engine> World<E> {
             return;
         };
         let lease_read = match (msg.get_msg_type(), msg.entries.first()) {
-            (MessageType::MsgReadIndex, Some(e)) => {
-                lease_read_at_leader::<E>(read_mode, raft).map(|pending| (pending, e.data.to_vec()))
+            (MessageType::MsgReadIndex, Some(e)) if lease_read_at_leader::<E>(read_mode, raft) => {
+                Some(e.data.to_vec())
             }
             _ => None,
         };
         if let Err(e) = E::step(raft, msg) {
             self.trace(format_args!("n{to} step: {e}"));
         }
-        if let Some((pending, ctx)) = lease_read {
-            self.count_lease_read(to, Some(pending), ctx);
+        if let Some(ctx) = lease_read {
+            self.count_lease_read(to, ctx);
         }
         self.after_call(to);
         if snapshot {
@@ -528,8 +528,13 @@ impl<E: Engine> World<E> {
         let raft = node.raft.as_mut().unwrap();
         let rd = E::ready(raft);
         let node = self.node_mut(id);
+        // A ReadState comes from the response that carried its index, or
+        // else from the node itself, leading.
         let answered = rd.read_states.into_iter().map(|(ctx, index)| {
-            let by = node.read_index_from.remove(&ctx).unwrap_or(id);
+            let by = match node.read_index_from.remove(&ctx) {
+                Some((from, at)) if at == index => from,
+                _ => id,
+            };
             (ctx, index, by)
         });
         node.read_states.extend(answered.collect::<Vec<_>>());
@@ -741,7 +746,9 @@ impl<E: Engine> World<E> {
         };
         let leading = lease_read_at_leader::<E>(read_mode, raft);
         E::read_index(raft, ctx.clone());
-        self.count_lease_read(id, leading, ctx);
+        if leading {
+            self.count_lease_read(id, ctx);
+        }
         self.after_call(id);
         if let Some(read) = line {
             self.trace(format_args!("n{id} read index {read}"));
@@ -777,19 +784,28 @@ impl<E: Engine> World<E> {
         }
     }
 
-    /// Counts a lease read that leader `id` took with `pending_before`
-    /// reads pending, and whether it went through a ReadIndex round: the
-    /// leader queued it rather than answering from its lease.
-    fn count_lease_read(&mut self, id: u64, pending_before: Option<usize>, ctx: Vec<u8>) {
-        let Some(before) = pending_before else {
-            return;
-        };
-        self.count("lease reads at a leader");
-        let after = self.status(id).map_or(0, |s| s.pending_reads);
-        if after > before {
-            self.count("lease reads through a ReadIndex round");
-            let now = self.now;
-            self.lease_rounds.entry(ctx).or_insert(now);
+    /// Counts a lease read that leader `id` was just given (a client's
+    /// retry counts again): answered at once, sent through a ReadIndex
+    /// round (remembering since when, for the latency of its answer), or
+    /// dropped.
+    fn count_lease_read(&mut self, id: u64, ctx: Vec<u8>) {
+        let taken = self
+            .node(id)
+            .raft
+            .as_ref()
+            .map(|raft| E::read_taken(raft, &ctx));
+        match taken {
+            Some(ReadTaken::AtOnce) => {
+                self.count("lease reads at a leader");
+                self.lease_rounds.remove(&ctx);
+            }
+            Some(ReadTaken::Round) => {
+                self.count("lease reads at a leader");
+                self.count("lease reads through a ReadIndex round");
+                let now = self.now;
+                self.lease_rounds.entry(ctx).or_insert(now);
+            }
+            Some(ReadTaken::Dropped) | None => self.count("lease reads a leader dropped"),
         }
     }
 

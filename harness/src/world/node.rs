@@ -76,6 +76,6 @@ pub struct SimNode<E: Engine> {
     /// index) waiting for the state machine to reach their index.
     pub read_states: Vec<(Vec<u8>, u64, u64)>,
     /// For each read context, the leader whose `MsgReadIndexResp` this
-    /// node received last.
-    pub read_index_from: BTreeMap<Vec<u8>, u64>,
+    /// node received last, and the read index it carried.
+    pub read_index_from: BTreeMap<Vec<u8>, (u64, u64)>,
 }
