@@ -916,6 +916,23 @@ impl<T: Storage> RaftCore<T> {
         self.check_quorum && self.read_only.option == ReadOnlyOption::LeaseBased
     }
 
+    /// Fork: whether this node's promise to a leader (see `VotePromise`)
+    /// makes it ignore the vote or pre-vote request `m`; it says so.
+    fn vote_promised(&self, m: &Message) -> bool {
+        let withheld = self.vote_promise.withholds(m, self.term, self.vote);
+        if withheld {
+            debug!(
+                self.logger,
+                #"fork-patch",
+                "fork patch 0021: ignoring {:?} from {} at term {}: heard from a leader less than an election timeout ago",
+                m.get_msg_type(),
+                m.from,
+                m.term
+            );
+        }
+        withheld
+    }
+
     /// Fork: a leader may count on this node's vote for another election
     /// timeout from now (see `VotePromise`).
     fn renew_vote_promise(&mut self) {
@@ -1419,17 +1436,6 @@ impl<T: Storage> Raft<T> {
     /// Steps the raft along via a message. This should be called everytime your raft receives a
     /// message from a peer.
     pub fn step(&mut self, m: Message) -> Result<()> {
-        if self.vote_promise.withholds(&m, self.term, self.vote) {
-            debug!(
-                self.logger,
-                #"fork-patch",
-                "fork patch 0021: ignoring {:?} from {} at term {}: heard from a leader less than an election timeout ago",
-                m.get_msg_type(),
-                m.from,
-                m.term
-            );
-            return Ok(());
-        }
         // Handle the message term, which may result in our stepping down to a follower.
         if m.term == 0 {
             // local message
@@ -1437,6 +1443,9 @@ impl<T: Storage> Raft<T> {
             if m.get_msg_type() == MessageType::MsgRequestVote
                 || m.get_msg_type() == MessageType::MsgRequestPreVote
             {
+                if self.vote_promised(&m) {
+                    return Ok(());
+                }
                 let force = m.context == CAMPAIGN_TRANSFER;
                 let in_lease = self.check_quorum
                     && self.leader_id != INVALID_ID
@@ -1586,6 +1595,9 @@ impl<T: Storage> Raft<T> {
         match m.get_msg_type() {
             MessageType::MsgHup => self.hup(false),
             MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => {
+                if self.vote_promised(&m) {
+                    return Ok(());
+                }
                 // We can vote if this is a repeat of a vote we've already cast...
                 let can_vote = (self.vote == m.from) ||
                     // ...we haven't voted and we don't think there's a leader yet in this term...
