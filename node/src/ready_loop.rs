@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
-use raft::{RawNode, Ready, StateRole, Storage};
+use raft::{Changer, RawNode, Ready, StateRole, Storage};
 use raft_proto::eraftpb::{
     ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
     HardState, Message, Snapshot,
@@ -27,7 +27,7 @@ use raft_wal_storage::{WalError, WalStorage};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::NodeConfig;
 use crate::error::NodeError;
@@ -278,15 +278,31 @@ impl ReadyLoop {
                 return;
             }
         };
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(change_type);
+        single.node_id = id;
+        // Refuse now what raft would refuse, or leave pending, once the
+        // change is committed: a refused change applied later is an entry
+        // every restart replays.
+        if self.raw.raft.has_pending_conf() {
+            let _ = reply.send(Err(RequestError::Refused(
+                "another membership change is still pending; retry once it is applied".into(),
+            )));
+            return;
+        }
+        if let Err(e) = Changer::new(self.raw.raft.prs()).simple(std::slice::from_ref(&single)) {
+            let _ = reply.send(Err(RequestError::Refused(format!(
+                "raft refuses this change to voters {:?} learners {:?}: {e}",
+                self.conf_state.voters, self.conf_state.learners
+            ))));
+            return;
+        }
         let seq = self.take_seq();
         let context = ChangeContext {
             proposer: self.raw.raft.id,
             seq,
             addr,
         };
-        let mut single = ConfChangeSingle::default();
-        single.set_change_type(change_type);
-        single.node_id = id;
         let mut cc = ConfChangeV2::default();
         cc.set_changes(vec![single].into());
         cc.context = serde_json::to_vec(&context).expect("plain struct").into();
@@ -516,7 +532,25 @@ impl ReadyLoop {
 
     async fn apply_change(&mut self, index: u64, cc: ConfChangeV2) -> Result<(), NodeError> {
         let context: Option<ChangeContext> = serde_json::from_slice(&cc.context).ok();
-        let conf_state = self.raw.apply_conf_change(&cc)?;
+        // A committed change raft refuses (one the proposal-time check did
+        // not see, such as a change written by an older node) is applied as
+        // a no-op: the entry stays in the log, and every restart replays
+        // it, so failing here would stop the node for good.
+        let conf_state = match self.raw.apply_conf_change(&cc) {
+            Ok(conf_state) => conf_state,
+            Err(e) => {
+                warn!(
+                    "membership change at index {index} refused by raft, applied as a no-op: {e}"
+                );
+                self.write_log().skip(index);
+                if let Some(ctx) = context.filter(|c| c.proposer == self.raw.raft.id) {
+                    if let Some(reply) = self.changes.remove(&ctx.seq) {
+                        let _ = reply.send(Err(RequestError::Refused(e.to_string())));
+                    }
+                }
+                return Ok(());
+            }
+        };
         let stored = conf_state.clone();
         self.on_disk(move |s| s.set_conf_state(stored)).await?;
         self.conf_state = conf_state;

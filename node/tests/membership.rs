@@ -148,3 +148,88 @@ async fn a_joining_node_is_added_as_learner_promoted_and_another_removed() {
     }
     nodes.stop(Duration::from_secs(5));
 }
+
+/// `admin remove` of every voter in turn, as a new user tried it: the last
+/// one is refused with a 409 that names raft's reason, and the node keeps
+/// serving. Before, the change was committed and node 1 exited with
+/// `error: raft: removed all voters`, at every restart again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_last_voter_is_refused_and_the_node_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = LocalCluster::start(binary(), cluster::plan(3, dir.path())).unwrap();
+    let leader = nodes
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let mut admin = Client::connect(nodes.api(leader)).await.unwrap();
+    for id in nodes.ids().into_iter().filter(|&id| id != leader) {
+        let after = admin
+            .change_membership(&MembershipChange::Remove { id })
+            .await
+            .unwrap();
+        assert!(!after.voters.contains(&id), "{after:?}");
+        nodes.kill(id);
+    }
+
+    let refused = admin
+        .change_membership(&MembershipChange::Remove { id: leader })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status().map(|s| s.as_u16()), Some(409), "{refused}");
+    assert!(
+        refused.to_string().contains("removed all voters"),
+        "{refused}"
+    );
+
+    append_many(nodes.api(leader), 10, "after").await;
+    assert!(nodes.is_up(leader));
+    let log = std::fs::read_to_string(nodes.log_path(leader)).unwrap();
+    assert!(!log.contains("error"), "{log}");
+    nodes.stop(Duration::from_secs(5));
+}
+
+/// A change asked for while another is still pending is refused at once
+/// with a 409. Before, raft turned it into an empty entry and the admin got
+/// a 504 after the request timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_while_another_is_pending_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut configs = cluster::plan(3, dir.path());
+    for c in &mut configs {
+        // The leader must not step down while its followers are paused.
+        c.election_ticks = 60;
+    }
+    let mut nodes = LocalCluster::start(binary(), configs).unwrap();
+    let leader = nodes
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let followers: Vec<u64> = nodes.ids().into_iter().filter(|&id| id != leader).collect();
+    for &id in &followers {
+        nodes.pause(id);
+    }
+
+    // The first change cannot commit while both followers are paused.
+    let api = nodes.api(leader);
+    let addr = cluster::free_addrs(1)[0];
+    let pending = tokio::spawn(async move {
+        let mut admin = Client::connect(api).await.unwrap();
+        let _ = admin
+            .change_membership(&MembershipChange::AddLearner { id: 4, addr })
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut admin = Client::connect(api).await.unwrap();
+    let refused = admin
+        .change_membership(&MembershipChange::Remove { id: followers[0] })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status().map(|s| s.as_u16()), Some(409), "{refused}");
+    assert!(refused.to_string().contains("still pending"), "{refused}");
+
+    for &id in &followers {
+        nodes.resume(id);
+    }
+    pending.await.unwrap();
+    nodes.stop(Duration::from_secs(5));
+}
