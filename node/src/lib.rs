@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod nemesis;
 pub mod persister;
 pub mod ready_loop;
+pub mod request_id;
 pub mod serve;
 pub mod state_machine;
 pub mod transport;

@@ -29,6 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::request_id::RequestIds;
+
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::handle::{Appended, Input, Membership, MembershipChange, RequestError, Status};
@@ -96,7 +98,7 @@ pub struct ReadyLoop {
     /// leaves it out, so the next one is taken at once.
     member_added: bool,
     leader: u64,
-    next_seq: u64,
+    request_ids: RequestIds,
     appends: HashMap<u64, PendingAppend>,
     changes: HashMap<u64, Reply<Membership>>,
     /// Reads waiting for the leader to confirm their index, by context.
@@ -124,6 +126,7 @@ impl ReadyLoop {
         let store = raw.store().clone();
         let conf_state = store.initial_state()?.conf_state;
         let applied = log.read().unwrap_or_else(|e| e.into_inner()).applied();
+        let request_ids = RequestIds::new(raw.raft.id);
         Ok(ReadyLoop {
             raw,
             store,
@@ -140,7 +143,7 @@ impl ReadyLoop {
             last_snapshot: applied,
             member_added: false,
             leader: 0,
-            next_seq: 0,
+            request_ids,
             appends: HashMap::new(),
             changes: HashMap::new(),
             unconfirmed_reads: HashMap::new(),
@@ -202,7 +205,13 @@ impl ReadyLoop {
                     let _ = reply.send(Err(RequestError::NoLeader));
                     return Ok(());
                 }
-                let ctx = self.take_seq().to_be_bytes().to_vec();
+                if self.leader == self.raw.raft.id && !self.raw.raft.commit_to_current_term() {
+                    // raft drops a read at a leader that has not committed
+                    // in its term yet: say so now rather than time out.
+                    let _ = reply.send(Err(RequestError::NoLeader));
+                    return Ok(());
+                }
+                let ctx = self.request_ids.next_read_ctx();
                 self.raw.read_index(ctx.clone());
                 self.unconfirmed_reads.insert(ctx, reply);
             }
@@ -222,17 +231,12 @@ impl ReadyLoop {
         Ok(())
     }
 
-    fn take_seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
-    }
-
     fn propose_append(&mut self, records: Vec<bytes::Bytes>, reply: Reply<Appended>) {
         if self.leader == 0 {
             let _ = reply.send(Err(RequestError::NoLeader));
             return;
         }
-        let seq = self.take_seq();
+        let seq = self.request_ids.next_key();
         let data = Proposal {
             proposer: self.raw.raft.id,
             seq,
@@ -297,7 +301,7 @@ impl ReadyLoop {
             ))));
             return;
         }
-        let seq = self.take_seq();
+        let seq = self.request_ids.next_key();
         let context = ChangeContext {
             proposer: self.raw.raft.id,
             seq,
@@ -434,6 +438,14 @@ impl ReadyLoop {
                 info!("leader is now node {leader} (this node is {role:?})");
             }
             self.leader = leader;
+            // raft drops, without a word, the reads a deposed leader had
+            // not confirmed and those forwarded to it: fail them now with
+            // a retryable 503 rather than a timeout. A read changes nothing,
+            // so a retry cannot duplicate anything. Appends wait on: one
+            // may still commit, and only its application can say.
+            for (_, reply) in self.unconfirmed_reads.drain() {
+                let _ = reply.send(Err(RequestError::NoLeader));
+            }
         }
     }
 
