@@ -97,7 +97,9 @@ impl IntoResponse for ApiError {
 impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> ApiError {
         let code = match e {
-            RequestError::NoLeader | RequestError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::NoLeader | RequestError::Stopping | RequestError::LeaderMoving(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             RequestError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             RequestError::Refused(_) => StatusCode::CONFLICT,
         };

@@ -126,6 +126,10 @@ pub enum RequestError {
     /// The node is shutting down.
     #[error("the node is stopping")]
     Stopping,
+    /// The change removes the leader: leadership is moving to this node
+    /// first; retry there, or anywhere once it leads.
+    #[error("leadership is moving to node {0} first; retry")]
+    LeaderMoving(u64),
 }
 
 /// A cloneable sender of [`Input`]s, with a timeout on every answer.

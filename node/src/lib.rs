@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod handle;
+pub mod membership;
 pub mod metrics;
 pub mod nemesis;
 pub mod persister;

@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
-use raft::{Changer, RawNode, Ready, StateRole, Storage};
+use raft::{RawNode, Ready, StateRole, Storage};
 use raft_proto::eraftpb::{
     ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
     HardState, Message, Snapshot,
@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::membership::{self, Verdict};
 use crate::request_id::RequestIds;
 
 use crate::config::NodeConfig;
@@ -285,21 +286,17 @@ impl ReadyLoop {
         let mut single = ConfChangeSingle::default();
         single.set_change_type(change_type);
         single.node_id = id;
-        // Refuse now what raft would refuse, or leave pending, once the
-        // change is committed: a refused change applied later is an entry
-        // every restart replays.
-        if self.raw.raft.has_pending_conf() {
-            let _ = reply.send(Err(RequestError::Refused(
-                "another membership change is still pending; retry once it is applied".into(),
-            )));
-            return;
-        }
-        if let Err(e) = Changer::new(self.raw.raft.prs()).simple(std::slice::from_ref(&single)) {
-            let _ = reply.send(Err(RequestError::Refused(format!(
-                "raft refuses this change to voters {:?} learners {:?}: {e}",
-                self.conf_state.voters, self.conf_state.learners
-            ))));
-            return;
+        match membership::check(&self.raw.raft, &single) {
+            Verdict::Propose => {}
+            Verdict::Refuse(why) => {
+                let _ = reply.send(Err(RequestError::Refused(why)));
+                return;
+            }
+            Verdict::TransferFirst { to } => {
+                self.raw.transfer_leader(to);
+                let _ = reply.send(Err(RequestError::LeaderMoving(to)));
+                return;
+            }
         }
         let seq = self.request_ids.next_key();
         let context = ChangeContext {

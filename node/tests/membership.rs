@@ -233,3 +233,83 @@ async fn a_change_while_another_is_pending_is_refused_at_once() {
     pending.await.unwrap();
     nodes.stop(Duration::from_secs(5));
 }
+
+/// Promotion waits for the learner: one that holds less than the leader
+/// committed is refused with how far behind it is. Before, a learner
+/// that never answered became a voter at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoting_a_learner_that_has_not_caught_up_is_refused_with_its_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = LocalCluster::start(binary(), cluster::plan(3, dir.path())).unwrap();
+    let leader = nodes
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
+    append_many(nodes.api(leader), 20, "before").await;
+    // Node 4 is added but never started: it holds nothing.
+    let addr = cluster::free_addrs(1)[0];
+    let mut admin = Client::connect(nodes.api(leader)).await.unwrap();
+    admin
+        .change_membership(&MembershipChange::AddLearner { id: 4, addr })
+        .await
+        .unwrap();
+
+    let refused = admin
+        .change_membership(&MembershipChange::Promote { id: 4 })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status().map(|s| s.as_u16()), Some(409), "{refused}");
+    assert!(
+        refused.to_string().contains("has not caught up"),
+        "{refused}"
+    );
+    nodes.stop(Duration::from_secs(5));
+}
+
+/// Removing the leader hands leadership to the most caught-up voter first
+/// and asks the admin to retry (a 503 naming it); the retry, once that
+/// voter leads, removes the old leader. Before, the leader committed its
+/// own removal and the cluster went without a leader until an election.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_leader_hands_leadership_over_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = LocalCluster::start(binary(), cluster::plan(3, dir.path())).unwrap();
+    let leader = nodes
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let mut admin = Client::connect(nodes.api(leader)).await.unwrap();
+    let moving = admin
+        .change_membership(&MembershipChange::Remove { id: leader })
+        .await
+        .unwrap_err();
+    assert_eq!(moving.status().map(|s| s.as_u16()), Some(503), "{moving}");
+    assert!(
+        moving.to_string().contains("leadership is moving to node"),
+        "{moving}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let new_leader = nodes
+            .wait_for_leader(Duration::from_secs(20))
+            .await
+            .unwrap();
+        if new_leader != leader {
+            let mut admin = Client::connect(nodes.api(new_leader)).await.unwrap();
+            if let Ok(after) = admin
+                .change_membership(&MembershipChange::Remove { id: leader })
+                .await
+            {
+                break after;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old leader was never removed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!after.voters.contains(&leader), "{after:?}");
+    nodes.stop(Duration::from_secs(5));
+}
