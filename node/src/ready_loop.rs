@@ -61,6 +61,15 @@ struct PendingAppend {
 
 type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
 
+/// A read handed to raft, waiting for its read index.
+struct UnconfirmedRead {
+    reply: Reply<u64>,
+    /// The leader and term it was asked under: raft drops it once that
+    /// leader stops leading that term.
+    leader: u64,
+    term: u64,
+}
+
 /// A Ready's entries and hard state, written (not yet synced).
 fn write_ready(
     store: &WalStorage,
@@ -103,7 +112,7 @@ pub struct ReadyLoop {
     appends: HashMap<u64, PendingAppend>,
     changes: HashMap<u64, Reply<Membership>>,
     /// Reads waiting for the leader to confirm their index, by context.
-    unconfirmed_reads: HashMap<Vec<u8>, Reply<u64>>,
+    unconfirmed_reads: HashMap<Vec<u8>, UnconfirmedRead>,
     /// Reads with a confirmed index, waiting for it to be applied here.
     confirmed_reads: Vec<(u64, Reply<u64>)>,
 }
@@ -187,7 +196,7 @@ impl ReadyLoop {
         // Callers that gave up (timed out) no longer need an answer.
         self.appends.retain(|_, p| !p.reply.is_closed());
         self.changes.retain(|_, r| !r.is_closed());
-        self.unconfirmed_reads.retain(|_, r| !r.is_closed());
+        self.unconfirmed_reads.retain(|_, r| !r.reply.is_closed());
         self.confirmed_reads.retain(|(_, r)| !r.is_closed());
     }
 
@@ -206,15 +215,21 @@ impl ReadyLoop {
                     let _ = reply.send(Err(RequestError::NoLeader));
                     return Ok(());
                 }
-                if self.leader == self.raw.raft.id && !self.raw.raft.commit_to_current_term() {
+                if !self.raw.raft.commit_to_current_term() {
                     // raft drops a read at a leader that has not committed
-                    // in its term yet: say so now rather than time out.
+                    // in its term yet, and this node knows of no such
+                    // commit: say so now rather than time out.
                     let _ = reply.send(Err(RequestError::NoLeader));
                     return Ok(());
                 }
                 let ctx = self.request_ids.next_read_ctx();
                 self.raw.read_index(ctx.clone());
-                self.unconfirmed_reads.insert(ctx, reply);
+                let asked = UnconfirmedRead {
+                    reply,
+                    leader: self.raw.raft.leader_id,
+                    term: self.raw.raft.term,
+                };
+                self.unconfirmed_reads.insert(ctx, asked);
             }
             Input::ChangeMembership { change, reply } => self.propose_change(change, reply),
             Input::Status { reply } => {
@@ -292,6 +307,10 @@ impl ReadyLoop {
                 let _ = reply.send(Err(RequestError::Refused(why)));
                 return;
             }
+            Verdict::NoLeader => {
+                let _ = reply.send(Err(RequestError::NoLeader));
+                return;
+            }
             Verdict::TransferFirst { to } => {
                 self.raw.transfer_leader(to);
                 let _ = reply.send(Err(RequestError::LeaderMoving(to)));
@@ -340,10 +359,11 @@ impl ReadyLoop {
         self.apply(ready.take_committed_entries()).await?;
         // 4. Reads whose index the leader confirmed wait until applied.
         for rs in ready.take_read_states() {
-            if let Some(reply) = self.unconfirmed_reads.remove(&rs.request_ctx) {
-                self.confirmed_reads.push((rs.index, reply));
+            if let Some(read) = self.unconfirmed_reads.remove(&rs.request_ctx) {
+                self.confirmed_reads.push((rs.index, read.reply));
             }
         }
+        self.fail_reads_of_former_leaders();
         // 5.-7. New entries and the hard state: one write, then
         //    durability, then what had to wait for it.
         match self.persist_jobs.clone() {
@@ -435,13 +455,26 @@ impl ReadyLoop {
                 info!("leader is now node {leader} (this node is {role:?})");
             }
             self.leader = leader;
-            // raft drops, without a word, the reads a deposed leader had
-            // not confirmed and those forwarded to it: fail them now with
-            // a retryable 503 rather than a timeout. A read changes nothing,
-            // so a retry cannot duplicate anything. Appends wait on: one
-            // may still commit, and only its application can say.
-            for (_, reply) in self.unconfirmed_reads.drain() {
-                let _ = reply.send(Err(RequestError::NoLeader));
+        }
+    }
+
+    /// raft drops, without a word, the reads a leader had not confirmed
+    /// when it stopped leading its term, and those forwarded to it: fail
+    /// them with a retryable 503 rather than a timeout, once the Ready's
+    /// read states are taken. A read changes nothing, so a retry cannot
+    /// duplicate anything. Appends wait on: one may still commit, and only
+    /// its application can say.
+    fn fail_reads_of_former_leaders(&mut self) {
+        let now = (self.raw.raft.leader_id, self.raw.raft.term);
+        let former: Vec<Vec<u8>> = self
+            .unconfirmed_reads
+            .iter()
+            .filter(|(_, read)| (read.leader, read.term) != now)
+            .map(|(ctx, _)| ctx.clone())
+            .collect();
+        for ctx in former {
+            if let Some(read) = self.unconfirmed_reads.remove(&ctx) {
+                let _ = read.reply.send(Err(RequestError::NoLeader));
             }
         }
     }
