@@ -48,6 +48,16 @@ async fn wait_for_records(nodes: &LocalCluster, id: u64, records: u64) {
     }
 }
 
+/// Three nodes in `dir` on default settings, and their leader.
+async fn three_nodes(dir: &Path) -> (LocalCluster, u64) {
+    let mut nodes = LocalCluster::start(binary(), cluster::plan(3, dir)).unwrap();
+    let leader = nodes
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
+    (nodes, leader)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_node_is_added_as_learner_promoted_and_another_removed() {
     let dir = tempfile::tempdir().unwrap();
@@ -169,11 +179,7 @@ async fn a_joining_node_is_added_as_learner_promoted_and_another_removed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_the_last_voter_is_refused_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = LocalCluster::start(binary(), cluster::plan(3, dir.path())).unwrap();
-    let leader = nodes
-        .wait_for_leader(Duration::from_secs(20))
-        .await
-        .unwrap();
+    let (mut nodes, leader) = three_nodes(dir.path()).await;
     let mut admin = Client::connect(nodes.api(leader)).await.unwrap();
     for id in nodes.ids().into_iter().filter(|&id| id != leader) {
         let after = admin
@@ -253,11 +259,7 @@ async fn a_change_while_another_is_pending_is_refused_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promoting_a_learner_that_has_not_caught_up_is_refused_with_its_lag() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = LocalCluster::start(binary(), cluster::plan(3, dir.path())).unwrap();
-    let leader = nodes
-        .wait_for_leader(Duration::from_secs(20))
-        .await
-        .unwrap();
+    let (mut nodes, leader) = three_nodes(dir.path()).await;
     append_many(nodes.api(leader), 20, "before").await;
     // Node 4 is added but never started: it holds nothing.
     let addr = cluster::free_addrs(1)[0];
@@ -286,11 +288,7 @@ async fn promoting_a_learner_that_has_not_caught_up_is_refused_with_its_lag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_the_leader_hands_leadership_over_first() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = LocalCluster::start(binary(), cluster::plan(3, dir.path())).unwrap();
-    let leader = nodes
-        .wait_for_leader(Duration::from_secs(20))
-        .await
-        .unwrap();
+    let (mut nodes, leader) = three_nodes(dir.path()).await;
     let mut admin = Client::connect(nodes.api(leader)).await.unwrap();
     let moving = admin
         .change_membership(&MembershipChange::Remove { id: leader })
@@ -336,11 +334,7 @@ async fn removing_the_leader_hands_leadership_over_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_sent_to_a_follower_is_refused_naming_the_leader() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = LocalCluster::start(binary(), cluster::plan(3, dir.path())).unwrap();
-    let leader = nodes
-        .wait_for_leader(Duration::from_secs(20))
-        .await
-        .unwrap();
+    let (mut nodes, leader) = three_nodes(dir.path()).await;
     let follower = nodes.ids().into_iter().find(|&id| id != leader).unwrap();
     let mut admin = Client::connect(nodes.api(follower)).await.unwrap();
     let refused = admin
