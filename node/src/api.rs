@@ -11,6 +11,7 @@
 //! | `GET /v1/records?from=0&max=100&linearizable=true` | `{"first": 0, "records": [...], "end": 2}`; linearizable (ReadIndex) unless `linearizable=false` |
 //! | `GET /v1/status` | role, leader, term, indexes, membership |
 //! | `POST /v1/membership` `{"op": "add-learner", "id": 4, "addr": "127.0.0.1:7004"}` | `add-learner`, `promote`, `remove` |
+//! | `POST /v1/leader` `{"to": 2}` | at the leader: hands leadership to voter 2; `{"to": 2}` once started |
 //! | `GET /metrics` | Prometheus text |
 
 use std::sync::{Arc, RwLock};
@@ -118,6 +119,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/records", get(read))
         .route("/v1/status", get(status))
         .route("/v1/membership", post(membership))
+        .route("/v1/leader", post(transfer_leader))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -174,6 +176,22 @@ async fn membership(
 ) -> Result<Json<crate::handle::Membership>, ApiError> {
     let Json(change) = body.map_err(|e| bad_request(e.body_text()))?;
     Ok(Json(state.node.change_membership(change).await?))
+}
+
+/// `POST /v1/leader` body and answer.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TransferLeader {
+    /// The voter to lead next.
+    pub to: u64,
+}
+
+async fn transfer_leader(
+    State(state): State<ApiState>,
+    body: Result<Json<TransferLeader>, JsonRejection>,
+) -> Result<Json<TransferLeader>, ApiError> {
+    let Json(request) = body.map_err(|e| bad_request(e.body_text()))?;
+    state.node.transfer_leader(request.to).await?;
+    Ok(Json(request))
 }
 
 async fn metrics(State(state): State<ApiState>) -> String {

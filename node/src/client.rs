@@ -210,6 +210,17 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/leader`: asks the leader to hand leadership to `to`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError`].
+    pub async fn transfer_leader(&mut self, to: u64) -> Result<(), ClientError> {
+        let body = Self::json(&crate::api::TransferLeader { to });
+        let _: crate::api::TransferLeader = self.call(Method::POST, "/v1/leader", body).await?;
+        Ok(())
+    }
+
     /// `GET /metrics`, as text.
     ///
     /// # Errors

@@ -90,6 +90,9 @@ pub fn serve_args(config: &NodeConfig) -> Vec<String> {
     if config.join {
         args.push("--join".into());
     }
+    if config.unsafe_no_fsync {
+        args.push("--unsafe-no-fsync".into());
+    }
     args
 }
 
@@ -154,6 +157,22 @@ impl LocalCluster {
     /// For an id the cluster does not have.
     pub fn config(&self, id: u64) -> &NodeConfig {
         &self.nodes[&id].config
+    }
+
+    /// A node's configuration, to change before its next restart (an
+    /// operator adding a new member's address, say).
+    ///
+    /// # Panics
+    ///
+    /// For an id the cluster does not have.
+    pub fn config_mut(&mut self, id: u64) -> &mut NodeConfig {
+        &mut self.nodes.get_mut(&id).expect("a known node").config
+    }
+
+    /// Kills a node and forgets it: it is no member any more.
+    pub fn remove(&mut self, id: u64) {
+        self.kill(id);
+        self.nodes.remove(&id);
     }
 
     /// A node's API address.

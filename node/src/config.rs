@@ -75,6 +75,10 @@ pub struct NodeConfig {
     /// How a Ready's writes become durable.
     #[serde(default)]
     pub persist: Persistence,
+    /// Never fdatasync: acknowledged records are lost on power loss. Only
+    /// for the nemesis's proof that its power-loss fault can lose data.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsafe_no_fsync: bool,
 }
 
 /// How a Ready's writes become durable. `async` is the default: in
@@ -168,6 +172,7 @@ impl NodeConfig {
             log_tail_entries: defaults::log_tail_entries(),
             retention_records: defaults::retention_records(),
             persist: Persistence::default(),
+            unsafe_no_fsync: false,
         }
     }
 

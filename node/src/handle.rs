@@ -32,6 +32,13 @@ pub enum Input {
         /// The new configuration once applied.
         reply: oneshot::Sender<Result<Membership, RequestError>>,
     },
+    /// Hand leadership to another voter (at the leader only).
+    TransferLeader {
+        /// The voter to lead next.
+        to: u64,
+        /// Answered once the transfer has started.
+        reply: oneshot::Sender<Result<(), RequestError>>,
+    },
     /// The node's state, for `/v1/status`.
     Status {
         /// The answer.
@@ -190,6 +197,18 @@ impl NodeHandle {
         change: MembershipChange,
     ) -> Result<Membership, RequestError> {
         self.ask(|reply| Input::ChangeMembership { change, reply })
+            .await?
+    }
+
+    /// Starts handing leadership to `to`; answers once started (raft
+    /// aborts a transfer that has not completed within an election
+    /// timeout).
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError`]: refused, no leader, timeout, stopping.
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), RequestError> {
+        self.ask(|reply| Input::TransferLeader { to, reply })
             .await?
     }
 

@@ -60,6 +60,17 @@ struct NemesisArgs {
     /// temporary directory if unset).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// The LazyFS binary (`../shared/lazyfs/build` prints it): each data
+    /// directory becomes a LazyFS mount and power loss joins the faults.
+    /// Needs root and /dev/fuse.
+    #[arg(long, env = "RAFT_NODE_LAZYFS")]
+    lazyfs: Option<PathBuf>,
+    /// Only these faults; repeat. All of them if unset.
+    #[arg(long = "fault", value_enum)]
+    faults: Vec<raft_node::nemesis::Fault>,
+    /// Run the nodes without fdatasync, to see power loss lose records.
+    #[arg(long, hide = true)]
+    unsafe_no_fsync: bool,
 }
 
 #[derive(Args)]
@@ -134,6 +145,10 @@ struct ServeArgs {
     /// Wait for each Ready's fdatasync (sync), or go on while it runs (async).
     #[arg(long, value_enum, default_value_t = Persistence::Async)]
     persist: Persistence,
+    /// Never fdatasync (loses acknowledged records on power loss): only
+    /// for testing that the nemesis's power-loss fault can lose data.
+    #[arg(long, hide = true)]
+    unsafe_no_fsync: bool,
 }
 
 impl ServeArgs {
@@ -156,6 +171,7 @@ impl ServeArgs {
         config.log_tail_entries = self.log_tail_entries;
         config.persist = self.persist;
         config.retention_records = self.retention_records;
+        config.unsafe_no_fsync = self.unsafe_no_fsync;
         config.check()?;
         Ok(config)
     }
@@ -348,6 +364,9 @@ async fn nemesis(args: NemesisArgs) -> Result<(), AnyError> {
         clients: args.clients,
         binary: std::env::current_exe()?,
         dir: args.dir.unwrap_or_else(|| scratch.path().to_owned()),
+        lazyfs: args.lazyfs,
+        unsafe_no_fsync: args.unsafe_no_fsync,
+        faults: args.faults,
     };
     let totals =
         raft_node::nemesis::run_schedules(&opts, args.schedules, |line| println!("{line}")).await;

@@ -28,6 +28,21 @@ pub enum Verdict {
     },
 }
 
+/// The verdict on handing leadership to `to`: only the leader transfers,
+/// and only to another voter.
+pub fn check_transfer<S: Storage>(raft: &Raft<S>, to: u64) -> Verdict {
+    if raft.state != StateRole::Leader {
+        return match raft.leader_id {
+            INVALID_ID => Verdict::NoLeader,
+            leader => Verdict::Refuse(format!("transfers go to the leader, node {leader}")),
+        };
+    }
+    if to == raft.id || !raft.prs().conf().voters().contains(to) {
+        return Verdict::Refuse(format!("node {to} is not another voter"));
+    }
+    Verdict::Propose
+}
+
 /// The verdict on `change` at `raft`.
 pub fn check<S: Storage>(raft: &Raft<S>, change: &ConfChangeSingle) -> Verdict {
     if raft.state != StateRole::Leader {

@@ -232,6 +232,19 @@ impl ReadyLoop {
                 self.unconfirmed_reads.insert(ctx, asked);
             }
             Input::ChangeMembership { change, reply } => self.propose_change(change, reply),
+            Input::TransferLeader { to, reply } => {
+                let answer = match membership::check_transfer(&self.raw.raft, to) {
+                    Verdict::Propose => {
+                        self.raw.transfer_leader(to);
+                        Ok(())
+                    }
+                    Verdict::Refuse(why) => Err(RequestError::Refused(why)),
+                    Verdict::NoLeader | Verdict::TransferFirst { .. } => {
+                        Err(RequestError::NoLeader)
+                    }
+                };
+                let _ = reply.send(answer);
+            }
             Input::Status { reply } => {
                 let _ = reply.send(self.status());
             }
@@ -378,11 +391,12 @@ impl ReadyLoop {
 
     /// Steps 5-7 with `--persist sync`: the loop waits for the fdatasync.
     async fn persist_and_advance(&mut self, mut ready: Ready) -> Result<(), NodeError> {
-        // 5. One write and one fdatasync for the Ready.
+        // 5. One write and, unless the Ready only moves the commit index
+        //    (`must_sync` is false), one fdatasync.
         let entries = ready.take_entries();
         let hard_state = ready.hs().cloned();
         if !entries.is_empty() || hard_state.is_some() {
-            self.persist(entries, hard_state).await?;
+            self.persist(entries, hard_state, ready.must_sync()).await?;
         }
         // 6. Messages that must follow durability: votes and append
         //    responses promise what is now on disk.
@@ -415,10 +429,18 @@ impl ReadyLoop {
         let entries = ready.take_entries();
         let hard_state = ready.hs().cloned();
         let count = entries.len() as u64;
+        // A Ready that only moves the commit index needs no fdatasync; its
+        // job then waits for the jobs before it, and the next sync covers
+        // its write.
+        let must_sync = ready.must_sync();
         let sync = self
             .on_disk(move |s| {
                 write_ready(s, &entries, hard_state)?;
-                s.sync_detached()
+                if must_sync {
+                    s.sync_detached()
+                } else {
+                    Ok(None)
+                }
             })
             .await?;
         self.metrics.entries_persisted.inc_by(count);
@@ -503,13 +525,20 @@ impl ReadyLoop {
         &mut self,
         entries: Vec<Entry>,
         hard_state: Option<HardState>,
+        must_sync: bool,
     ) -> Result<(), NodeError> {
         let count = entries.len() as u64;
         self.on_disk(move |s| {
             write_ready(s, &entries, hard_state)?;
-            s.sync()
+            if must_sync {
+                s.sync()?;
+            }
+            Ok(())
         })
         .await?;
+        if !must_sync {
+            return Ok(());
+        }
         self.metrics.fsyncs.inc();
         self.metrics.entries_persisted.inc_by(count);
         self.metrics.entries_per_fsync.observe(count as f64);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use raft::{Config, RawNode, ReadOnlyOption, Storage};
 use raft_proto::eraftpb::{ConfState, Snapshot};
-use raft_wal_storage::{WalOptions, WalStorage};
+use raft_wal_storage::{SyncPolicy, WalOptions, WalStorage};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -41,7 +41,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// file and offset) and a configuration that contradicts the stored
 /// membership.
 pub fn open_storage(config: &NodeConfig) -> Result<WalStorage, NodeError> {
-    let store = WalStorage::open(&config.dir, WalOptions::default())?;
+    let mut opts = WalOptions::default();
+    if config.unsafe_no_fsync {
+        tracing::warn!("--unsafe-no-fsync: acknowledged records will be lost on power loss");
+        opts.sync = SyncPolicy::UnsafeNever;
+    }
+    let store = WalStorage::open(&config.dir, opts)?;
     let stored = store.initial_state()?.conf_state;
     config.check_against_stored(&stored.voters, &stored.learners)?;
     if stored.voters.is_empty() && !config.join && store.last_index()? == 0 {

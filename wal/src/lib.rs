@@ -35,6 +35,11 @@ pub enum SyncPolicy {
     Explicit,
     /// After every write.
     EveryWrite,
+    /// Never: syncs are recorded but no fdatasync is issued, so a power
+    /// loss loses what the WAL reported durable. Only for showing that a
+    /// power-loss test can lose data; never for a node that keeps data.
+    #[doc(hidden)]
+    UnsafeNever,
 }
 
 /// How a WAL is opened.

@@ -23,7 +23,11 @@ impl DetachedSync {
     ///
     /// The fdatasync failed; the WAL then refuses writes until reopened.
     pub fn wait(self) -> Result<(), WalError> {
-        let synced = self.ticket.file.sync_data();
+        let synced = if self.ticket.fdatasync {
+            self.ticket.file.sync_data()
+        } else {
+            Ok(())
+        };
         self.wal.wl().finish_sync(&self.ticket, synced)
     }
 }

@@ -33,6 +33,8 @@ pub enum ReadError {
 pub struct SyncTicket {
     /// A second handle on the segment, so the fdatasync needs no lock.
     pub file: std::fs::File,
+    /// False under [`SyncPolicy::UnsafeNever`].
+    pub fdatasync: bool,
     path: PathBuf,
     segment: u64,
     len: u64,
@@ -106,9 +108,11 @@ impl Wal {
         let mut buf = Vec::with_capacity(format::RECORD_HEADER_BYTES + 8);
         format::encode_index(Kind::Sync, self.sync_seq + 1, &mut buf);
         self.write(&buf)?;
-        if let Err(e) = self.active().sync() {
-            self.stopped = Some(e.to_string());
-            return Err(e);
+        if self.opts.sync != SyncPolicy::UnsafeNever {
+            if let Err(e) = self.active().sync() {
+                self.stopped = Some(e.to_string());
+                return Err(e);
+            }
         }
         self.sync_seq += 1;
         self.syncs += 1;
@@ -131,10 +135,12 @@ impl Wal {
         self.write(&buf)?;
         self.sync_seq += 1;
         self.dirty = false;
+        let fdatasync = self.opts.sync != SyncPolicy::UnsafeNever;
         let active = self.active();
         let file = active.file.try_clone().map_err(io_at(&active.path))?;
         Ok(Some(SyncTicket {
             file,
+            fdatasync,
             path: active.path.clone(),
             segment: active.seq,
             len: active.len,

@@ -11,8 +11,12 @@
 //! 3. an acknowledged append sits at its acknowledged offset; an append
 //!    refused outright (no leader) is absent;
 //! 4. an append acknowledged before another was invoked has the lower
-//!    offset;
-//! 5. a read returned exactly the final log's records from its offset;
+//!    offset, whether the later one was acknowledged or its outcome is
+//!    unknown but it is in the log;
+//! 5. a read has the shape asked for: it starts at `from` (the log keeps
+//!    every offset in a run), holds `min(max, end - from)` records, and
+//!    ends within what it saw;
+//! 6. a read returned exactly the final log's records from its offset;
 //!    it saw every append acknowledged before it was invoked, nothing
 //!    invoked after it completed, and no less than a read that completed
 //!    before it was invoked.
@@ -70,6 +74,8 @@ pub enum OpKind {
     Read {
         /// The first offset asked for.
         from: u64,
+        /// The most records asked for.
+        max: usize,
         /// What came back.
         result: Outcome<ReadResponse>,
     },
@@ -119,6 +125,20 @@ pub enum Violation {
         first: String,
         /// The append invoked after it but at a lower offset.
         second: String,
+    },
+    /// A read does not start where asked, or holds more or fewer records
+    /// than asked for and available.
+    ReadShape {
+        /// When the read was invoked.
+        invoke_us: u64,
+        /// The offset it asked to read from.
+        from: u64,
+        /// The offset of its first record.
+        first: u64,
+        /// How many records it returned.
+        count: u64,
+        /// The records it said the log held.
+        end: u64,
     },
     /// A read's records are not the final log's.
     ReadContent {
@@ -207,6 +227,10 @@ fn check_appends(
     out: &mut Vec<Violation>,
 ) {
     let mut acked: Vec<(&Op, &String, u64)> = Vec::new();
+    // Appends whose outcome the client never learned but which are in the
+    // log: their offset must still follow every append acknowledged
+    // before they were invoked.
+    let mut found_unknown: Vec<(&Op, &String, u64)> = Vec::new();
     for op in history {
         let OpKind::Append { value, result } = &op.kind else {
             continue;
@@ -227,17 +251,24 @@ fn check_appends(
                     value: value.clone(),
                 })
             }
-            _ => {}
+            Outcome::Unknown => {
+                if let Some(offsets) = where_is.get(value.as_str()) {
+                    found_unknown.push((op, value, offsets[0]));
+                }
+            }
+            Outcome::Failed => {}
         }
     }
     // Sweep by invocation; `done` holds the acknowledgements that came
     // before the current invocation, with the highest offset among them.
     let mut by_complete = acked.clone();
     by_complete.sort_by_key(|(op, _, _)| op.complete_us);
-    acked.sort_by_key(|(op, _, _)| op.invoke_us);
+    let mut later = acked;
+    later.extend(found_unknown);
+    later.sort_by_key(|(op, _, _)| op.invoke_us);
     let mut done = by_complete.iter().peekable();
     let mut highest: Option<(u64, &String)> = None;
-    for (op, value, offset) in acked {
+    for (op, value, offset) in later {
         while let Some((_, v, o)) = done.next_if(|(e, _, _)| e.complete_us < op.invoke_us) {
             if highest.is_none_or(|(h, _)| *o > h) {
                 highest = Some((*o, v));
@@ -280,8 +311,23 @@ fn check_reads(
         .filter_map(|op| match &op.kind {
             OpKind::Read {
                 from,
+                max,
                 result: Outcome::Ok(r),
-            } => Some((op, *from, r)),
+            } => {
+                let count = r.records.len() as u64;
+                let expected = (*max as u64).min(r.end.saturating_sub(*from));
+                if r.first != *from || count != expected || r.first + count > r.end {
+                    out.push(Violation::ReadShape {
+                        invoke_us: op.invoke_us,
+                        from: *from,
+                        first: r.first,
+                        count,
+                        end: r.end,
+                    });
+                    return None;
+                }
+                Some((op, *from, r))
+            }
             _ => None,
         })
         .collect();
@@ -346,6 +392,7 @@ mod tests {
             complete_us,
             kind: OpKind::Read {
                 from,
+                max: 50,
                 result: Outcome::Ok(ReadResponse {
                     first: from,
                     records: records.iter().map(|s| s.to_string()).collect(),
@@ -492,6 +539,61 @@ mod tests {
                 invoke_us: 61,
                 from: 1
             }]
+        );
+    }
+
+    #[test]
+    fn an_unknown_append_in_the_log_before_an_earlier_acknowledged_one_is_caught() {
+        let h = vec![
+            append("a", 0, 10, Outcome::Ok(1)),
+            append("b", 20, 30, Outcome::Unknown),
+        ];
+        let v = check(&h, &logs(&[&["b", "a"]]));
+        assert_eq!(
+            v,
+            vec![Violation::AppendOrder {
+                first: "a".into(),
+                second: "b".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_read_of_the_wrong_shape_is_caught() {
+        let mut h = correct();
+        let mut short = read(0, 61, 62, &["a", "b"], 3);
+        let mut elsewhere = read(0, 63, 64, &["b", "c"], 3);
+        if let OpKind::Read {
+            result: Outcome::Ok(r),
+            ..
+        } = &mut elsewhere.kind
+        {
+            r.first = 1;
+        }
+        if let OpKind::Read { max, .. } = &mut short.kind {
+            *max = 5;
+        }
+        h.push(short);
+        h.push(elsewhere);
+        let v = check(&h, &logs(&[&["a", "b", "c"]]));
+        assert_eq!(
+            v,
+            vec![
+                Violation::ReadShape {
+                    invoke_us: 61,
+                    from: 0,
+                    first: 0,
+                    count: 2,
+                    end: 3
+                },
+                Violation::ReadShape {
+                    invoke_us: 63,
+                    from: 0,
+                    first: 1,
+                    count: 2,
+                    end: 3
+                }
+            ]
         );
     }
 }

@@ -1,39 +1,46 @@
 //! The nemesis: a 3-node cluster of real processes under client load,
-//! with faults injected at random from one seed: SIGKILL and restart of
-//! any node or of the leader, SIGSTOP/SIGCONT pauses, and partitions
-//! through a [`proxy::LinkProxy`] on every directed peer link. Every client
-//! operation goes into a [`history`], which is checked against every
-//! node's final log once the faults are healed.
+//! with faults injected at random from one seed ([`faults`]): SIGKILL and
+//! restart of any node or of the leader, power loss of one node, of two at
+//! once or of the whole cluster (each data directory on LazyFS,
+//! [`power`]), SIGSTOP/SIGCONT pauses, partitions through a
+//! [`proxy::LinkProxy`] on every directed peer link, leader transfers,
+//! and membership changes (a voter removed, wiped and added back under a
+//! new id). Every client operation goes into a [`history`], which is
+//! checked against every node's final log once the faults are healed.
 //!
 //! The seed fixes the schedule (fault kinds, targets, durations) and the
 //! clients' choices; the processes' timing is real, so a replay repeats
 //! the schedule, not every interleaving.
 
+mod clients;
+pub mod faults;
 pub mod history;
+pub mod power;
 pub mod proxy;
 
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Client, ClientError};
+use crate::client::Client;
 use crate::cluster::{self, LocalCluster};
 use crate::config::Persistence;
+pub use faults::Fault;
+use faults::{Injected, Target};
 use history::{Op, OpKind, Outcome, Violation};
+use power::PowerMount;
 use proxy::LinkProxy;
 
-/// Client operations wait this long for an answer before counting as
-/// unknown.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Records asked for by one read.
-const READ_MAX: usize = 50;
+/// How long after a fault that takes the leader away an operation counts
+/// as crossing the election.
+const ELECTION_WINDOW_US: u64 = 3_000_000;
 
 /// One nemesis run.
 #[derive(Debug, Clone)]
@@ -48,44 +55,104 @@ pub struct NemesisOptions {
     pub binary: PathBuf,
     /// Where the nodes keep their WALs and logs.
     pub dir: PathBuf,
+    /// The LazyFS binary: with it, every data directory is a LazyFS mount
+    /// and power loss is among the faults; without, it is not.
+    pub lazyfs: Option<PathBuf>,
+    /// Run the nodes with `--unsafe-no-fsync`, to show that power loss
+    /// then loses acknowledged records.
+    pub unsafe_no_fsync: bool,
+    /// The faults to draw from; empty for all (power loss only with
+    /// LazyFS).
+    pub faults: Vec<Fault>,
 }
 
-/// The faults the nemesis injects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Fault {
-    /// SIGKILL a random node, restart it later.
-    Kill,
-    /// SIGKILL the leader, restart it later.
-    KillLeader,
-    /// SIGSTOP a random node, SIGCONT it later.
-    Pause,
-    /// Cut every link to and from one node.
-    Isolate,
-    /// Cut each directed link with probability 0.3.
-    CutLinks,
+/// Latencies of the operations invoked within [`ELECTION_WINDOW_US`] of a
+/// fault that took the leader away, in milliseconds, whatever their
+/// outcome (an unanswered one counts at the client's timeout).
+#[derive(Debug, Clone)]
+pub struct ElectionLatency {
+    /// Appends.
+    pub appends: Histogram<u64>,
+    /// Reads.
+    pub reads: Histogram<u64>,
 }
 
-const FAULTS: [Fault; 5] = [
-    Fault::Kill,
-    Fault::KillLeader,
-    Fault::Pause,
-    Fault::Isolate,
-    Fault::CutLinks,
-];
+impl Default for ElectionLatency {
+    fn default() -> Self {
+        let ms = || Histogram::new_with_bounds(1, 600_000, 3).expect("valid bounds");
+        ElectionLatency {
+            appends: ms(),
+            reads: ms(),
+        }
+    }
+}
+
+impl ElectionLatency {
+    fn of(history: &[Op], injected: &[Injected]) -> ElectionLatency {
+        let mut latency = ElectionLatency::default();
+        let starts: Vec<u64> = injected
+            .iter()
+            .filter(|i| i.fault.deposes_leader())
+            .map(|i| i.at_us)
+            .collect();
+        for op in history {
+            let crosses = starts
+                .iter()
+                .any(|&s| op.invoke_us >= s && op.invoke_us < s + ELECTION_WINDOW_US);
+            if !crosses {
+                continue;
+            }
+            let ms = (op.complete_us.saturating_sub(op.invoke_us) / 1_000).max(1);
+            let histogram = match op.kind {
+                OpKind::Append { .. } => &mut latency.appends,
+                OpKind::Read { .. } => &mut latency.reads,
+            };
+            histogram.saturating_record(ms);
+        }
+        latency
+    }
+
+    fn add(&mut self, other: &ElectionLatency) {
+        self.appends.add(&other.appends).expect("same bounds");
+        self.reads.add(&other.reads).expect("same bounds");
+    }
+
+    /// `n ops, p50 / p99 / max ms` for appends and reads.
+    pub fn render(&self) -> String {
+        let line = |h: &Histogram<u64>| {
+            format!(
+                "{} ops, p50 {} ms, p99 {} ms, max {} ms",
+                h.len(),
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.max()
+            )
+        };
+        format!(
+            "appends {}; reads {}",
+            line(&self.appends),
+            line(&self.reads)
+        )
+    }
+}
 
 /// What a run did and found.
 #[derive(Debug, Clone)]
 pub struct NemesisReport {
     /// The seed.
     pub seed: u64,
-    /// How each node persisted.
+    /// How each founding node persisted.
     pub persist: BTreeMap<u64, Persistence>,
     /// Faults injected, by kind.
     pub faults: BTreeMap<Fault, u64>,
+    /// Membership changes given up part-way (the leader kept moving).
+    pub incomplete: u64,
     /// Appends: acknowledged, refused, unknown.
     pub appends: [u64; 3],
     /// Reads: answered, refused, unknown.
     pub reads: [u64; 3],
+    /// Latencies across elections.
+    pub election: ElectionLatency,
     /// Records in the final log.
     pub records: u64,
     /// What the checker found.
@@ -106,7 +173,7 @@ impl NemesisReport {
 /// Why a run could not complete (as opposed to finding a violation).
 #[derive(Debug, thiserror::Error)]
 pub enum NemesisError {
-    /// Processes or proxies could not start.
+    /// Processes, proxies or mounts could not start, or LazyFS failed.
     #[error("setup: {0}")]
     Setup(#[from] std::io::Error),
     /// The cluster did not converge once the faults were healed.
@@ -116,8 +183,18 @@ pub enum NemesisError {
 
 /// The command that replays a seed.
 pub fn replay_command(opts: &NemesisOptions) -> String {
+    let lazyfs = opts
+        .lazyfs
+        .as_ref()
+        .map(|p| format!(" --lazyfs {}", p.display()))
+        .unwrap_or_default();
+    let no_fsync = if opts.unsafe_no_fsync {
+        " --unsafe-no-fsync"
+    } else {
+        ""
+    };
     format!(
-        "cargo run --release -p raft-node -- nemesis --seed {} --seconds {} --clients {}",
+        "cargo run --release -p raft-node -- nemesis --seed {} --seconds {} --clients {}{lazyfs}{no_fsync}",
         opts.seed, opts.seconds, opts.clients
     )
 }
@@ -143,8 +220,18 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, NemesisError> {
         } else {
             Persistence::Sync
         };
+        c.unsafe_no_fsync = opts.unsafe_no_fsync;
     }
     let persist = configs.iter().map(|c| (c.id, c.persist)).collect();
+    // Declared before the nodes, so dropped after them: a mount cannot be
+    // unmounted while a node holds files open on it.
+    let mut mounts = BTreeMap::new();
+    if let Some(lazyfs) = &opts.lazyfs {
+        std::fs::create_dir_all(&opts.dir)?;
+        for c in &configs {
+            mounts.insert(c.id, PowerMount::start(lazyfs, &c.dir)?);
+        }
+    }
     let mut proxies = BTreeMap::new();
     for from in &configs {
         for to in &configs {
@@ -162,6 +249,7 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, NemesisError> {
         }
     }
     let apis: Vec<SocketAddr> = configs.iter().map(|c| c.api).collect();
+    let next_id = configs.len() as u64 + 1;
     let mut nodes = LocalCluster::start(&opts.binary, configs)?;
     nodes
         .wait_for_leader(Duration::from_secs(20))
@@ -175,7 +263,7 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, NemesisError> {
         .map(|c| {
             let rng =
                 StdRng::seed_from_u64(opts.seed.wrapping_mul(1_000).wrapping_add(c as u64 + 1));
-            tokio::spawn(client_loop(
+            tokio::spawn(clients::client_loop(
                 c,
                 apis.clone(),
                 rng,
@@ -185,10 +273,18 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, NemesisError> {
             ))
         })
         .collect();
-    let faults = inject(&mut nodes, &proxies, &mut rng, stop_at).await;
+    let mut target = Target {
+        nodes: &mut nodes,
+        proxies: &mut proxies,
+        mounts: &mut mounts,
+        next_id,
+        stop: stop.clone(),
+    };
+    let injected = faults::inject(&mut target, &opts.faults, &mut rng, t0, stop_at).await;
     for c in clients {
         c.await.expect("a client does not panic");
     }
+    let injected = injected?;
     let final_logs = converge(&mut nodes, &apis).await?;
     nodes.stop(Duration::from_secs(5));
 
@@ -198,58 +294,30 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, NemesisError> {
         .iter()
         .filter(|v| matches!(v, Violation::Lost { .. }))
         .count() as u64;
-    let count = |append: bool, outcome: fn(&OpKind) -> bool| {
-        history
-            .iter()
-            .filter(|op| matches!(op.kind, OpKind::Append { .. }) == append && outcome(&op.kind))
-            .count() as u64
-    };
-    let ok = |k: &OpKind| {
-        matches!(
-            k,
-            OpKind::Append {
-                result: Outcome::Ok(_),
-                ..
-            } | OpKind::Read {
-                result: Outcome::Ok(_),
-                ..
-            }
-        )
-    };
-    let failed = |k: &OpKind| {
-        matches!(
-            k,
-            OpKind::Append {
-                result: Outcome::Failed,
-                ..
-            } | OpKind::Read {
-                result: Outcome::Failed,
-                ..
-            }
-        )
-    };
-    let unknown = |k: &OpKind| {
-        matches!(
-            k,
-            OpKind::Append {
-                result: Outcome::Unknown,
-                ..
-            } | OpKind::Read {
-                result: Outcome::Unknown,
-                ..
-            }
-        )
+    let mut faults = BTreeMap::new();
+    for i in &injected {
+        *faults.entry(i.fault).or_default() += 1;
+    }
+    let outcomes = |append: bool| {
+        let mut counts = [0; 3];
+        for op in &history {
+            let slot = match &op.kind {
+                OpKind::Append { result, .. } if append => outcome_slot(result),
+                OpKind::Read { result, .. } if !append => outcome_slot(result),
+                _ => continue,
+            };
+            counts[slot] += 1;
+        }
+        counts
     };
     Ok(NemesisReport {
         seed: opts.seed,
         persist,
         faults,
-        appends: [count(true, ok), count(true, failed), count(true, unknown)],
-        reads: [
-            count(false, ok),
-            count(false, failed),
-            count(false, unknown),
-        ],
+        incomplete: injected.iter().filter(|i| !i.completed).count() as u64,
+        appends: outcomes(true),
+        reads: outcomes(false),
+        election: ElectionLatency::of(&history, &injected),
         records: final_logs.values().next().map_or(0, |l| l.len() as u64),
         violations,
         panics: panics_in_logs(&nodes),
@@ -257,181 +325,12 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, NemesisError> {
     })
 }
 
-/// Injects one fault at a time until `stop_at`, each reverted before the
-/// next; returns how many of each kind.
-async fn inject(
-    nodes: &mut LocalCluster,
-    proxies: &BTreeMap<(u64, u64), LinkProxy>,
-    rng: &mut StdRng,
-    stop_at: Instant,
-) -> BTreeMap<Fault, u64> {
-    let mut injected = BTreeMap::new();
-    let ids = nodes.ids();
-    while Instant::now() < stop_at {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1_000))).await;
-        let fault = FAULTS[rng.gen_range(0..FAULTS.len())];
-        let victim = ids[rng.gen_range(0..ids.len())];
-        let hold = Duration::from_millis(rng.gen_range(300..2_500));
-        match fault {
-            Fault::Kill | Fault::KillLeader => {
-                let target = if fault == Fault::KillLeader {
-                    match leader(nodes).await {
-                        Some(l) => l,
-                        None => continue,
-                    }
-                } else {
-                    victim
-                };
-                nodes.kill(target);
-                tokio::time::sleep(hold).await;
-                // A node that cannot be started again shows as not
-                // running when the run fails to converge.
-                let _ = nodes.restart(target);
-            }
-            Fault::Pause => {
-                nodes.pause(victim);
-                tokio::time::sleep(hold).await;
-                nodes.resume(victim);
-            }
-            Fault::Isolate | Fault::CutLinks => {
-                let cut: Vec<&LinkProxy> = proxies
-                    .iter()
-                    .filter(|((from, to), _)| match fault {
-                        Fault::Isolate => *from == victim || *to == victim,
-                        _ => rng.gen_bool(0.3),
-                    })
-                    .map(|(_, p)| p)
-                    .collect();
-                cut.iter().for_each(|p| p.set_cut(true));
-                tokio::time::sleep(hold).await;
-                cut.iter().for_each(|p| p.set_cut(false));
-            }
-        }
-        *injected.entry(fault).or_default() += 1;
-    }
-    injected
-}
-
-async fn leader(nodes: &mut LocalCluster) -> Option<u64> {
-    for id in nodes.ids() {
-        let status = tokio::time::timeout(Duration::from_millis(500), async {
-            Client::connect(nodes.api(id)).await?.status().await
-        })
-        .await;
-        if let Ok(Ok(s)) = status {
-            if s.leader != 0 {
-                return Some(s.leader);
-            }
-        }
-    }
-    None
-}
-
-/// One client: appends (70%) and linearizable reads (30%) to random nodes,
-/// one at a time, each recorded with its invocation and completion.
-async fn client_loop(
-    client: usize,
-    apis: Vec<SocketAddr>,
-    mut rng: StdRng,
-    history: Arc<Mutex<Vec<Op>>>,
-    t0: Instant,
-    stop_at: Instant,
-) {
-    let mut connections: BTreeMap<SocketAddr, Client> = BTreeMap::new();
-    let mut seen_end = 0;
-    let mut n = 0;
-    while Instant::now() < stop_at {
-        let api = apis[rng.gen_range(0..apis.len())];
-        let invoke_us = t0.elapsed().as_micros() as u64;
-        let kind = if rng.gen_bool(0.7) {
-            let value = format!("c{client}-{n}");
-            n += 1;
-            let records = vec![value.clone()];
-            let answer = tokio::time::timeout(CLIENT_TIMEOUT, async {
-                connection(&mut connections, api)
-                    .await?
-                    .append(records)
-                    .await
-            })
-            .await;
-            let result = classify(answer, &mut connections, api).map(|a| a.offset);
-            OpKind::Append { value, result }
-        } else {
-            let from = rng.gen_range(0..=seen_end);
-            let answer = tokio::time::timeout(CLIENT_TIMEOUT, async {
-                connection(&mut connections, api)
-                    .await?
-                    .read(from, READ_MAX, true)
-                    .await
-            })
-            .await;
-            let result = classify(answer, &mut connections, api);
-            if let Outcome::Ok(read) = &result {
-                seen_end = seen_end.max(read.end);
-            }
-            OpKind::Read { from, result }
-        };
-        let complete_us = t0.elapsed().as_micros() as u64;
-        let answered = matches!(
-            kind,
-            OpKind::Append {
-                result: Outcome::Ok(_),
-                ..
-            } | OpKind::Read {
-                result: Outcome::Ok(_),
-                ..
-            }
-        );
-        history
-            .lock()
-            .expect("no client panics holding it")
-            .push(Op {
-                invoke_us,
-                complete_us,
-                kind,
-            });
-        if !answered {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-async fn connection(
-    connections: &mut BTreeMap<SocketAddr, Client>,
-    api: SocketAddr,
-) -> Result<&mut Client, ClientError> {
-    Ok(match connections.entry(api) {
-        Entry::Occupied(e) => e.into_mut(),
-        Entry::Vacant(e) => e.insert(Client::connect(api).await?),
-    })
-}
-
-/// A refusal for want of a leader is definite (raft never saw the
-/// request); anything else without an answer may have taken effect. A
-/// broken or timed-out connection is dropped.
-fn classify<T>(
-    answer: Result<Result<T, ClientError>, tokio::time::error::Elapsed>,
-    connections: &mut BTreeMap<SocketAddr, Client>,
-    api: SocketAddr,
-) -> Outcome<T> {
-    match answer {
-        Ok(Ok(answer)) => Outcome::Ok(answer),
-        Ok(Err(e))
-            if e.status().is_some_and(|s| s.as_u16() == 503)
-                && e.to_string().contains("no leader") =>
-        {
-            Outcome::Failed
-        }
-        Ok(Err(e)) => {
-            if e.status().is_none() {
-                connections.remove(&api);
-            }
-            Outcome::Unknown
-        }
-        Err(_) => {
-            connections.remove(&api);
-            Outcome::Unknown
-        }
+/// 0 acknowledged, 1 refused, 2 unknown.
+fn outcome_slot<T>(outcome: &Outcome<T>) -> usize {
+    match outcome {
+        Outcome::Ok(_) => 0,
+        Outcome::Failed => 1,
+        Outcome::Unknown => 2,
     }
 }
 
@@ -507,11 +406,13 @@ fn panics_in_logs(nodes: &LocalCluster) -> Vec<String> {
 /// A one-paragraph account of a run.
 pub fn render(report: &NemesisReport, dir: &Path) -> String {
     format!(
-        "seed {} (persist {:?}): faults {:?}; appends ok/refused/unknown {:?}; reads ok/refused/unknown {:?}; \
+        "seed {} (persist {:?}): faults {:?} ({} membership changes given up); \
+         appends ok/refused/unknown {:?}; reads ok/refused/unknown {:?}; \
          final log {} records; violations {}; acknowledged records lost {}; panics {}; logs in {}",
         report.seed,
         report.persist,
         report.faults,
+        report.incomplete,
         report.appends,
         report.reads,
         report.records,
@@ -529,10 +430,14 @@ pub struct Totals {
     pub schedules: u64,
     /// Faults injected, by kind.
     pub faults: BTreeMap<Fault, u64>,
+    /// Membership changes given up part-way.
+    pub incomplete: u64,
     /// Appends: acknowledged, refused, unknown.
     pub appends: [u64; 3],
     /// Reads: answered, refused, unknown.
     pub reads: [u64; 3],
+    /// Latencies across elections.
+    pub election: ElectionLatency,
     /// Checker violations.
     pub violations: u64,
     /// Acknowledged records lost.
@@ -542,21 +447,35 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// One line per total.
+    /// The totals as a Markdown table, then the failed seeds' count.
     pub fn render(&self) -> String {
-        let faults: u64 = self.faults.values().sum();
-        format!(
-            "schedules {}; faults {} {:?}; appends ok/refused/unknown {:?}; reads ok/refused/unknown {:?}; \
-             violations {}; acknowledged records lost {}; failed seeds {}",
-            self.schedules,
-            faults,
-            self.faults,
-            self.appends,
-            self.reads,
-            self.violations,
-            self.lost_acknowledged,
+        let mut out = String::from("| | count |\n|---|---|\n");
+        out += &format!("| schedules | {} |\n", self.schedules);
+        for (fault, n) in &self.faults {
+            out += &format!("| fault: {fault:?} | {n} |\n");
+        }
+        out += &format!("| membership changes given up | {} |\n", self.incomplete);
+        for (what, counts) in [("appends", self.appends), ("reads", self.reads)] {
+            for (outcome, n) in ["acknowledged", "refused (503)", "unknown"]
+                .iter()
+                .zip(counts)
+            {
+                out += &format!("| {what} {outcome} | {n} |\n");
+            }
+        }
+        out += &format!("| violations | {} |\n", self.violations);
+        out += &format!(
+            "| acknowledged records lost | {} |\n",
+            self.lost_acknowledged
+        );
+        out += &format!(
+            "\nacross elections (ops invoked within {} s of a fault that took the leader away): {}\n\
+             failed seeds: {}",
+            ELECTION_WINDOW_US / 1_000_000,
+            self.election.render(),
             self.failures.len()
-        )
+        );
+        out
     }
 }
 
@@ -581,6 +500,8 @@ pub async fn run_schedules(
                 for (fault, n) in &report.faults {
                     *totals.faults.entry(*fault).or_default() += n;
                 }
+                totals.incomplete += report.incomplete;
+                totals.election.add(&report.election);
                 for i in 0..3 {
                     totals.appends[i] += report.appends[i];
                     totals.reads[i] += report.reads[i];
