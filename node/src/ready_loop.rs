@@ -11,6 +11,15 @@
 //! Blocking: WAL calls (writes, fdatasync) run on tokio's blocking pool,
 //! never on a runtime thread; the loop awaits them, so the `RawNode` is
 //! untouched while the disk works.
+//!
+//! This file is the loop itself: inputs, the Ready's steps, persistence
+//! and applying entries. Reads waiting on ReadIndex are in [`reads`],
+//! membership changes and leader transfers in [`changes`], snapshots in
+//! [`snapshots`].
+
+mod changes;
+mod reads;
+mod snapshots;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -19,56 +28,35 @@ use std::time::{Duration, Instant};
 use protobuf::Message as _;
 use raft::{RawNode, Ready, StateRole, Storage};
 use raft_proto::eraftpb::{
-    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
-    HardState, Message, Snapshot,
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message,
 };
 use raft_proto::ConfChangeI;
 use raft_wal_storage::{WalError, WalStorage};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
-
-use crate::membership::{self, Verdict};
-use crate::request_id::RequestIds;
+use tracing::info;
 
 use crate::config::NodeConfig;
 use crate::error::NodeError;
-use crate::handle::{Appended, Input, Membership, MembershipChange, RequestError, Status};
+use crate::handle::{Appended, Input, Membership, RequestError, Status};
 use crate::metrics::Metrics;
 use crate::persister::PersistJob;
+use crate::request_id::RequestIds;
 use crate::state_machine::{Proposal, RecordLog};
 use crate::transport::Peers;
+use reads::PendingReads;
 
 /// Requests taken into one Ready at most, so a flood of clients cannot
 /// starve ticks and peer messages.
 const INPUTS_PER_READY: usize = 4096;
-
-/// What a membership change carries in its `context`, so the node that
-/// proposed it can answer its caller, and every node learns a new
-/// member's address.
-#[derive(Serialize, Deserialize)]
-struct ChangeContext {
-    proposer: u64,
-    seq: u64,
-    addr: Option<std::net::SocketAddr>,
-}
 
 struct PendingAppend {
     reply: oneshot::Sender<Result<Appended, RequestError>>,
     proposed_at: Instant,
 }
 
+/// Where the answer to a request goes.
 type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
-
-/// A read handed to raft, waiting for its read index.
-struct UnconfirmedRead {
-    reply: Reply<u64>,
-    /// The leader and term it was asked under: raft drops it once that
-    /// leader stops leading that term.
-    leader: u64,
-    term: u64,
-}
 
 /// A Ready's entries and hard state, written (not yet synced).
 fn write_ready(
@@ -111,10 +99,7 @@ pub struct ReadyLoop {
     request_ids: RequestIds,
     appends: HashMap<u64, PendingAppend>,
     changes: HashMap<u64, Reply<Membership>>,
-    /// Reads waiting for the leader to confirm their index, by context.
-    unconfirmed_reads: HashMap<Vec<u8>, UnconfirmedRead>,
-    /// Reads with a confirmed index, waiting for it to be applied here.
-    confirmed_reads: Vec<(u64, Reply<u64>)>,
+    reads: PendingReads,
 }
 
 impl ReadyLoop {
@@ -156,8 +141,7 @@ impl ReadyLoop {
             request_ids,
             appends: HashMap::new(),
             changes: HashMap::new(),
-            unconfirmed_reads: HashMap::new(),
-            confirmed_reads: Vec::new(),
+            reads: PendingReads::default(),
         })
     }
 
@@ -196,8 +180,7 @@ impl ReadyLoop {
         // Callers that gave up (timed out) no longer need an answer.
         self.appends.retain(|_, p| !p.reply.is_closed());
         self.changes.retain(|_, r| !r.is_closed());
-        self.unconfirmed_reads.retain(|_, r| !r.reply.is_closed());
-        self.confirmed_reads.retain(|(_, r)| !r.is_closed());
+        self.reads.forget_abandoned();
     }
 
     fn on_input(&mut self, input: Input) -> Result<(), NodeError> {
@@ -211,40 +194,11 @@ impl ReadyLoop {
             }
             Input::Append { records, reply } => self.propose_append(records, reply),
             Input::ReadBarrier { reply } => {
-                if self.leader == 0 {
-                    let _ = reply.send(Err(RequestError::NoLeader));
-                    return Ok(());
-                }
-                if !self.raw.raft.commit_to_current_term() {
-                    // raft drops a read at a leader that has not committed
-                    // in its term yet, and this node knows of no such
-                    // commit: say so now rather than time out.
-                    let _ = reply.send(Err(RequestError::NoLeader));
-                    return Ok(());
-                }
                 let ctx = self.request_ids.next_read_ctx();
-                self.raw.read_index(ctx.clone());
-                let asked = UnconfirmedRead {
-                    reply,
-                    leader: self.raw.raft.leader_id,
-                    term: self.raw.raft.term,
-                };
-                self.unconfirmed_reads.insert(ctx, asked);
+                self.reads.ask(&mut self.raw, ctx, reply);
             }
             Input::ChangeMembership { change, reply } => self.propose_change(change, reply),
-            Input::TransferLeader { to, reply } => {
-                let answer = match membership::check_transfer(&self.raw.raft, to) {
-                    Verdict::Propose => {
-                        self.raw.transfer_leader(to);
-                        Ok(())
-                    }
-                    Verdict::Refuse(why) => Err(RequestError::Refused(why)),
-                    Verdict::NoLeader | Verdict::TransferFirst { .. } => {
-                        Err(RequestError::NoLeader)
-                    }
-                };
-                let _ = reply.send(answer);
-            }
+            Input::TransferLeader { to, reply } => self.transfer_leader(to, reply),
             Input::Status { reply } => {
                 let _ = reply.send(self.status());
             }
@@ -290,67 +244,6 @@ impl ReadyLoop {
         }
     }
 
-    fn propose_change(&mut self, change: MembershipChange, reply: Reply<Membership>) {
-        let is_voter = |id| self.conf_state.voters.contains(&id);
-        let is_learner = |id| self.conf_state.learners.contains(&id);
-        let (change_type, id, addr) = match change {
-            MembershipChange::AddLearner { id, addr } if !is_voter(id) && !is_learner(id) => {
-                (ConfChangeType::AddLearnerNode, id, Some(addr))
-            }
-            MembershipChange::Promote { id } if is_learner(id) => {
-                (ConfChangeType::AddNode, id, None)
-            }
-            MembershipChange::Remove { id } if is_voter(id) || is_learner(id) => {
-                (ConfChangeType::RemoveNode, id, None)
-            }
-            other => {
-                let _ = reply.send(Err(RequestError::Refused(format!(
-                    "{other:?} does not fit voters {:?} learners {:?}",
-                    self.conf_state.voters, self.conf_state.learners
-                ))));
-                return;
-            }
-        };
-        let mut single = ConfChangeSingle::default();
-        single.set_change_type(change_type);
-        single.node_id = id;
-        match membership::check(&self.raw.raft, &single) {
-            Verdict::Propose => {}
-            Verdict::Refuse(why) => {
-                let _ = reply.send(Err(RequestError::Refused(why)));
-                return;
-            }
-            Verdict::NoLeader => {
-                let _ = reply.send(Err(RequestError::NoLeader));
-                return;
-            }
-            Verdict::TransferFirst { to } => {
-                self.raw.transfer_leader(to);
-                let _ = reply.send(Err(RequestError::LeaderMoving(to)));
-                return;
-            }
-        }
-        let seq = self.request_ids.next_key();
-        let context = ChangeContext {
-            proposer: self.raw.raft.id,
-            seq,
-            addr,
-        };
-        let mut cc = ConfChangeV2::default();
-        cc.set_changes(vec![single].into());
-        cc.context = serde_json::to_vec(&context).expect("plain struct").into();
-        match self.raw.propose_conf_change(vec![], cc) {
-            Ok(()) => {
-                self.changes.insert(seq, reply);
-            }
-            Err(e) => {
-                let _ = reply.send(Err(RequestError::Refused(format!(
-                    "{e} (no leader, or another change is still pending)"
-                ))));
-            }
-        }
-    }
-
     /// One pass over a Ready, in raft-rs's documented order.
     async fn handle_ready(&mut self) -> Result<(), NodeError> {
         let mut ready = self.raw.ready();
@@ -370,20 +263,17 @@ impl ReadyLoop {
         //    already durable here, so applying before this Ready's fsync is
         //    safe.
         self.apply(ready.take_committed_entries()).await?;
-        // 4. Reads whose index the leader confirmed wait until applied.
-        for rs in ready.take_read_states() {
-            if let Some(read) = self.unconfirmed_reads.remove(&rs.request_ctx) {
-                self.confirmed_reads.push((rs.index, read.reply));
-            }
-        }
-        self.fail_reads_of_former_leaders();
+        // 4. Reads whose index the leader confirmed wait until applied;
+        //    those raft dropped with a former leader fail now.
+        let (leader, term) = (self.raw.raft.leader_id, self.raw.raft.term);
+        self.reads.on_ready(ready.take_read_states(), leader, term);
         // 5.-7. New entries and the hard state: one write, then
         //    durability, then what had to wait for it.
         match self.persist_jobs.clone() {
             None => self.persist_and_advance(ready).await?,
             Some(jobs) => self.persist_async(ready, jobs).await?,
         }
-        self.serve_reads();
+        self.reads.serve(self.applied());
         self.maybe_snapshot().await?;
         self.update_gauges();
         Ok(())
@@ -480,27 +370,6 @@ impl ReadyLoop {
         }
     }
 
-    /// raft drops, without a word, the reads a leader had not confirmed
-    /// when it stopped leading its term, and those forwarded to it: fail
-    /// them with a retryable 503 rather than a timeout, once the Ready's
-    /// read states are taken. A read changes nothing, so a retry cannot
-    /// duplicate anything. Appends wait on: one may still commit, and only
-    /// its application can say.
-    fn fail_reads_of_former_leaders(&mut self) {
-        let now = (self.raw.raft.leader_id, self.raw.raft.term);
-        let former: Vec<Vec<u8>> = self
-            .unconfirmed_reads
-            .iter()
-            .filter(|(_, read)| (read.leader, read.term) != now)
-            .map(|(ctx, _)| ctx.clone())
-            .collect();
-        for ctx in former {
-            if let Some(read) = self.unconfirmed_reads.remove(&ctx) {
-                let _ = read.reply.send(Err(RequestError::NoLeader));
-            }
-        }
-    }
-
     fn send(&mut self, msgs: Vec<Message>) {
         if msgs.is_empty() {
             return;
@@ -545,21 +414,6 @@ impl ReadyLoop {
         Ok(())
     }
 
-    async fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), NodeError> {
-        let meta = snap.get_metadata().clone();
-        info!(
-            "installing a snapshot at index {} term {}",
-            meta.index, meta.term
-        );
-        let mut restored = RecordLog::new(self.retention_records);
-        restored.restore(meta.index, snap.get_data())?;
-        self.on_disk(move |s| s.apply_snapshot(snap)).await?;
-        *self.log.write().unwrap_or_else(|e| e.into_inner()) = restored;
-        self.conf_state = meta.get_conf_state().clone();
-        self.last_snapshot = meta.index;
-        Ok(())
-    }
-
     async fn apply(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
         for entry in entries {
             match entry.get_entry_type() {
@@ -578,6 +432,11 @@ impl ReadyLoop {
             }
         }
         Ok(())
+    }
+
+    /// The records' applied index.
+    fn applied(&self) -> u64 {
+        self.log.read().unwrap_or_else(|e| e.into_inner()).applied()
     }
 
     fn write_log(&self) -> std::sync::RwLockWriteGuard<'_, RecordLog> {
@@ -599,118 +458,6 @@ impl ReadyLoop {
             }
         }
         Ok(())
-    }
-
-    async fn apply_change(&mut self, index: u64, cc: ConfChangeV2) -> Result<(), NodeError> {
-        let context: Option<ChangeContext> = serde_json::from_slice(&cc.context).ok();
-        // A committed change raft refuses (one the proposal-time check did
-        // not see, such as a change written by an older node) is applied as
-        // a no-op: the entry stays in the log, and every restart replays
-        // it, so failing here would stop the node for good.
-        let conf_state = match self.raw.apply_conf_change(&cc) {
-            Ok(conf_state) => conf_state,
-            Err(e) => {
-                warn!(
-                    "membership change at index {index} refused by raft, applied as a no-op: {e}"
-                );
-                self.write_log().skip(index);
-                if let Some(ctx) = context.filter(|c| c.proposer == self.raw.raft.id) {
-                    if let Some(reply) = self.changes.remove(&ctx.seq) {
-                        let _ = reply.send(Err(RequestError::Refused(e.to_string())));
-                    }
-                }
-                return Ok(());
-            }
-        };
-        let stored = conf_state.clone();
-        self.on_disk(move |s| s.set_conf_state(stored)).await?;
-        self.conf_state = conf_state;
-        self.write_log().skip(index);
-        for change in cc.get_changes() {
-            match change.get_change_type() {
-                ConfChangeType::AddLearnerNode | ConfChangeType::AddNode => {
-                    if let Some(addr) = context.as_ref().and_then(|c| c.addr) {
-                        self.peers.connect(change.node_id, addr);
-                    }
-                    self.member_added = true;
-                }
-                ConfChangeType::RemoveNode => self.peers.disconnect(change.node_id),
-            }
-        }
-        info!(
-            "membership at index {index}: voters {:?} learners {:?}",
-            self.conf_state.voters, self.conf_state.learners
-        );
-        if let Some(ctx) = context.filter(|c| c.proposer == self.raw.raft.id) {
-            if let Some(reply) = self.changes.remove(&ctx.seq) {
-                let _ = reply.send(Ok(self.membership()));
-            }
-        }
-        Ok(())
-    }
-
-    fn serve_reads(&mut self) {
-        let applied = self.log.read().unwrap_or_else(|e| e.into_inner()).applied();
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.confirmed_reads)
-            .into_iter()
-            .partition(|(index, _)| *index <= applied);
-        self.confirmed_reads = waiting;
-        for (_, reply) in ready {
-            let _ = reply.send(Ok(applied));
-        }
-    }
-
-    /// Every `snapshot_entries` applied entries, and after a member is
-    /// added, the records become a snapshot and the WAL drops all but the
-    /// last `log_tail_entries` entries before it, so the log on disk stays
-    /// bounded.
-    async fn maybe_snapshot(&mut self) -> Result<(), NodeError> {
-        let (applied, data) = {
-            let log = self.log.read().unwrap_or_else(|e| e.into_inner());
-            let due = log.applied() >= self.last_snapshot + self.snapshot_entries
-                || (self.member_added && log.applied() > self.last_snapshot);
-            if !due {
-                return Ok(());
-            }
-            (log.applied(), log.snapshot())
-        };
-        let term = self.raw.store().term(applied)?;
-        let mut snap = Snapshot::default();
-        snap.set_data(data.into());
-        let meta = snap.mut_metadata();
-        meta.index = applied;
-        meta.term = term;
-        meta.set_conf_state(self.conf_state.clone());
-        let first = self.raw.store().first_index()?;
-        let compact_to = (applied + 1).saturating_sub(self.log_tail_entries);
-        self.on_disk(move |s| {
-            s.set_snapshot(snap)?;
-            if compact_to > first {
-                s.compact(compact_to)?;
-            }
-            Ok(())
-        })
-        .await?;
-        info!(
-            "snapshot at index {applied}; WAL compacted to {}",
-            compact_to.max(first)
-        );
-        self.last_snapshot = applied;
-        self.member_added = false;
-        Ok(())
-    }
-
-    /// The members, in id order.
-    fn membership(&self) -> Membership {
-        let sorted = |ids: &[u64]| {
-            let mut ids = ids.to_vec();
-            ids.sort_unstable();
-            ids
-        };
-        Membership {
-            voters: sorted(&self.conf_state.voters),
-            learners: sorted(&self.conf_state.learners),
-        }
     }
 
     fn status(&self) -> Status {

@@ -531,7 +531,7 @@ mod tests {
     #[test]
     fn a_read_with_other_records_is_caught() {
         let mut h = correct();
-        h.push(read(1, 61, 62, &["c"], 3));
+        h.push(read(1, 61, 62, &["c", "b"], 3));
         let v = check(&h, &logs(&[&["a", "b", "c"]]));
         assert_eq!(
             v,
