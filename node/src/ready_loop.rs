@@ -186,6 +186,7 @@ impl ReadyLoop {
     fn on_input(&mut self, input: Input) -> Result<(), NodeError> {
         match input {
             Input::Raft(msg) => {
+                self.peers.heard_from(msg.from);
                 if let Err(e) = self.raw.step(*msg) {
                     // Messages from removed or unknown peers, stale
                     // responses: raft ignores them, and so do we.
@@ -374,8 +375,14 @@ impl ReadyLoop {
         if msgs.is_empty() {
             return;
         }
-        for id in self.peers.send(msgs) {
+        let undelivered = self.peers.send(msgs);
+        for id in undelivered.unreachable {
             self.raw.report_unreachable(id);
+        }
+        // A dropped snapshot left unreported would keep the follower in
+        // Snapshot state, waiting for a report that never comes.
+        for id in undelivered.snapshots {
+            self.raw.report_snapshot(id, raft::SnapshotStatus::Failure);
         }
     }
 

@@ -2,9 +2,10 @@
 //! bounded queue, and a listener for the inbound ones.
 //!
 //! The Ready loop never waits on the network: [`Peers::send`] only queues.
-//! A full queue drops the message, which raft tolerates (it retries), and
-//! the loop reports the peer unreachable so the leader stops streaming to
-//! it until it answers again.
+//! A full queue (in messages or in bytes) drops the message, which raft
+//! tolerates (it retries), and the loop reports the peer unreachable so the
+//! leader stops streaming to it until it answers again; a dropped snapshot
+//! is reported failed, so the leader sends another.
 
 mod frame;
 mod listener;
@@ -12,9 +13,10 @@ mod peer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use raft_proto::eraftpb::Message;
+use raft_proto::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{warn, Instrument};
@@ -27,11 +29,40 @@ pub use listener::serve;
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE_MESSAGES: usize = 4096;
+/// Bytes queued per peer before new messages are dropped; a message is
+/// always taken into an empty queue, so one snapshot larger than this
+/// still goes out.
+const PEER_QUEUE_BYTES: usize = 64 << 20;
+
+/// What a message counts for against [`PEER_QUEUE_BYTES`]: its entries'
+/// and snapshot's data, which dominate, plus a fixed allowance.
+fn queued_size(msg: &Message) -> usize {
+    let entries: usize = msg.get_entries().iter().map(|e| e.data.len() + 32).sum();
+    entries + msg.get_snapshot().data.len() + 64
+}
+
+/// One peer's queue.
+struct Queue {
+    sender: mpsc::Sender<Message>,
+    bytes: Arc<AtomicUsize>,
+    /// Set when a message from the peer arrives: proof of an exchange,
+    /// after which its writer's backoff starts over.
+    heard: Arc<AtomicBool>,
+}
+
+/// What [`Peers::send`] could not queue.
+#[derive(Debug, Default)]
+pub struct Undelivered {
+    /// Peers with a message dropped: report them unreachable.
+    pub unreachable: Vec<u64>,
+    /// Peers whose snapshot was dropped: report it failed.
+    pub snapshots: Vec<u64>,
+}
 
 /// The outbound side: a queue and a writer task per peer.
 pub struct Peers {
     me: u64,
-    queues: HashMap<u64, mpsc::Sender<Message>>,
+    queues: HashMap<u64, Queue>,
     inbox: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
@@ -60,16 +91,34 @@ impl Peers {
         if id == self.me {
             return;
         }
-        let (queue, outbox) = mpsc::channel(PEER_QUEUE_MESSAGES);
+        let (sender, outbox) = mpsc::channel(PEER_QUEUE_MESSAGES);
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let heard = Arc::new(AtomicBool::new(false));
         let writer = peer::Writer {
             id,
             addr,
             outbox,
+            queued_bytes: bytes.clone(),
+            heard: heard.clone(),
             inbox: self.inbox.clone(),
             stop: self.stop.child_token(),
         };
         tokio::spawn(writer.run().in_current_span());
-        self.queues.insert(id, queue);
+        self.queues.insert(
+            id,
+            Queue {
+                sender,
+                bytes,
+                heard,
+            },
+        );
+    }
+
+    /// A message from `id` arrived: the link works both ways.
+    pub fn heard_from(&self, id: u64) {
+        if let Some(queue) = self.queues.get(&id) {
+            queue.heard.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Stops the writer task for a removed member.
@@ -77,13 +126,15 @@ impl Peers {
         self.queues.remove(&id);
     }
 
-    /// Queues messages; returns the peers whose queue was full or unknown.
-    pub fn send(&mut self, msgs: Vec<Message>) -> Vec<u64> {
-        let mut unreachable = Vec::new();
+    /// Queues messages; returns what could not be queued (a full queue,
+    /// an unknown peer).
+    pub fn send(&mut self, msgs: Vec<Message>) -> Undelivered {
+        let mut undelivered = Undelivered::default();
         for msg in msgs {
             let to = msg.to;
+            let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
             let queued = match self.queues.get(&to) {
-                Some(queue) => queue.try_send(msg).is_ok(),
+                Some(queue) => queue.push(msg),
                 None => {
                     warn!(
                         "no address for node {to}; dropping a {:?}",
@@ -94,11 +145,88 @@ impl Peers {
             };
             if !queued {
                 self.metrics.peer_send_failures.inc();
-                if !unreachable.contains(&to) {
-                    unreachable.push(to);
+                if !undelivered.unreachable.contains(&to) {
+                    undelivered.unreachable.push(to);
+                }
+                if is_snapshot {
+                    undelivered.snapshots.push(to);
                 }
             }
         }
-        unreachable
+        undelivered
+    }
+}
+
+impl Queue {
+    /// Queues `msg` unless the queue is full in messages or in bytes.
+    fn push(&self, msg: Message) -> bool {
+        let size = queued_size(&msg);
+        let before = self.bytes.fetch_add(size, Ordering::Relaxed);
+        if before > 0 && before + size > PEER_QUEUE_BYTES {
+            self.bytes.fetch_sub(size, Ordering::Relaxed);
+            return false;
+        }
+        if self.sender.try_send(msg).is_err() {
+            self.bytes.fetch_sub(size, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raft_proto::eraftpb::Entry;
+
+    use super::*;
+
+    fn message(to: u64, kind: MessageType, bytes: usize) -> Message {
+        let mut msg = Message::default();
+        msg.to = to;
+        msg.set_msg_type(kind);
+        let mut entry = Entry::default();
+        entry.data = vec![0; bytes].into();
+        msg.set_entries(vec![entry].into());
+        msg
+    }
+
+    fn peers() -> (Peers, mpsc::Receiver<Input>) {
+        let (inbox, rx) = mpsc::channel(16);
+        let peers = Peers::new(
+            1,
+            inbox,
+            Arc::new(Metrics::new(1)),
+            CancellationToken::new(),
+        );
+        (peers, rx)
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_that_cannot_be_queued_is_reported_undelivered() {
+        let (mut peers, _rx) = peers();
+        let undelivered = peers.send(vec![
+            message(9, MessageType::MsgSnapshot, 0),
+            message(9, MessageType::MsgAppend, 0),
+        ]);
+        assert_eq!(undelivered.unreachable, vec![9]);
+        assert_eq!(undelivered.snapshots, vec![9]);
+    }
+
+    #[tokio::test]
+    async fn a_queue_full_in_bytes_drops_messages_but_an_empty_one_takes_any_size() {
+        let (sender, _outbox) = mpsc::channel(PEER_QUEUE_MESSAGES);
+        let queue = Queue {
+            sender,
+            bytes: Arc::new(AtomicUsize::new(0)),
+            heard: Arc::new(AtomicBool::new(false)),
+        };
+        let big = PEER_QUEUE_BYTES + 1;
+        assert!(queue.push(message(2, MessageType::MsgSnapshot, big)));
+        assert!(!queue.push(message(2, MessageType::MsgAppend, 1)));
+        queue.bytes.store(0, Ordering::Relaxed);
+        for _ in 0..3 {
+            assert!(queue.push(message(2, MessageType::MsgAppend, PEER_QUEUE_BYTES / 4)));
+        }
+        assert!(!queue.push(message(2, MessageType::MsgAppend, PEER_QUEUE_BYTES / 4)));
     }
 }

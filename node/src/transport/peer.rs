@@ -1,6 +1,8 @@
 //! The writer task of one peer connection.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::SinkExt;
@@ -24,14 +26,29 @@ pub(super) struct Writer {
     pub id: u64,
     pub addr: SocketAddr,
     pub outbox: mpsc::Receiver<Message>,
+    /// Bytes of the messages in `outbox`, shared with the sender.
+    pub queued_bytes: Arc<AtomicUsize>,
+    /// Set by the loop when a message from this peer arrives.
+    pub heard: Arc<AtomicBool>,
     pub inbox: mpsc::Sender<Input>,
     pub stop: CancellationToken,
+}
+
+/// How a connection ended.
+enum Ended {
+    /// The queue closed (the peer was removed) or the node stops.
+    Closed,
+    /// A write failed.
+    Failed,
 }
 
 impl Writer {
     /// Connects, writes batches until the connection fails, and reconnects
     /// with exponential backoff, until the queue's sender is dropped or the
-    /// node stops.
+    /// node stops. The backoff resets only after an exchange, a message
+    /// from the peer arriving while connected: a peer that accepts
+    /// connections and then drops them (a proxy whose link is cut, a node
+    /// refusing us) is retried ever more slowly, not every 20 ms.
     pub async fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
         loop {
@@ -41,17 +58,20 @@ impl Writer {
             };
             match stream {
                 Ok(stream) => {
-                    backoff = BACKOFF_MIN;
                     info!("connected to node {} at {}", self.id, self.addr);
-                    if !self.write_until_error(stream).await {
+                    self.heard.store(false, Ordering::Relaxed);
+                    if let Ended::Closed = self.write_until_error(stream).await {
                         return;
+                    }
+                    if self.heard.swap(false, Ordering::Relaxed) {
+                        backoff = BACKOFF_MIN;
                     }
                 }
                 Err(e) => debug!("node {} at {}: connect failed: {e}", self.id, self.addr),
             }
             // Whatever queued while the link was down is stale by the time
             // it could go out: drop it and let raft resend.
-            if !self.fail_queued() {
+            if !self.fail_queued().await {
                 return;
             }
             tokio::select! {
@@ -62,16 +82,15 @@ impl Writer {
         }
     }
 
-    /// Returns false once the queue is closed (the peer was removed).
-    async fn write_until_error(&mut self, stream: TcpStream) -> bool {
+    async fn write_until_error(&mut self, stream: TcpStream) -> Ended {
         let _ = stream.set_nodelay(true);
         let mut sink = FramedWrite::new(stream, frame::codec());
         loop {
             let first = tokio::select! {
-                _ = self.stop.cancelled() => return false,
+                _ = self.stop.cancelled() => return Ended::Closed,
                 m = self.outbox.recv() => match m {
                     Some(m) => m,
-                    None => return false,
+                    None => return Ended::Closed,
                 },
             };
             let mut batch = vec![first];
@@ -81,6 +100,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            self.dequeued(&batch);
             let mut written = Ok(());
             for msg in &batch {
                 written = sink.feed(frame::encode(msg)).await;
@@ -95,19 +115,24 @@ impl Writer {
                 Ok(()) => SnapshotStatus::Finish,
                 Err(_) => SnapshotStatus::Failure,
             };
-            self.report_snapshots(&batch, status);
+            self.report_snapshots(&batch, status).await;
             if let Err(e) = written {
                 info!(
                     "node {} at {}: write failed ({e}); reconnecting",
                     self.id, self.addr
                 );
-                return true;
+                return Ended::Failed;
             }
         }
     }
 
+    fn dequeued(&self, msgs: &[Message]) {
+        let bytes = msgs.iter().map(super::queued_size).sum();
+        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
     /// Drops the queued messages and tells the loop the peer is unreachable.
-    fn fail_queued(&mut self) -> bool {
+    async fn fail_queued(&mut self) -> bool {
         let mut dropped = Vec::new();
         loop {
             match self.outbox.try_recv() {
@@ -116,19 +141,72 @@ impl Writer {
                 Err(mpsc::error::TryRecvError::Disconnected) => return false,
             }
         }
-        self.report_snapshots(&dropped, SnapshotStatus::Failure);
+        self.dequeued(&dropped);
+        self.report_snapshots(&dropped, SnapshotStatus::Failure)
+            .await;
         let _ = self.inbox.try_send(Input::Unreachable(self.id));
         true
     }
 
     /// A leader keeps a follower in snapshot state until it hears how the
-    /// snapshot went.
-    fn report_snapshots(&self, msgs: &[Message], status: SnapshotStatus) {
+    /// snapshot went, so the report waits for room in the loop's inbox
+    /// rather than being dropped when it is full.
+    async fn report_snapshots(&self, msgs: &[Message], status: SnapshotStatus) {
         for m in msgs
             .iter()
             .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
         {
-            let _ = self.inbox.try_send(Input::SnapshotSent(m.to, status));
+            let _ = self.inbox.send(Input::SnapshotSent(m.to, status)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A peer that accepts every connection and closes it at once (as a
+    /// cut proxy link does) is redialled with a growing backoff, not
+    /// every [`BACKOFF_MIN`].
+    #[tokio::test]
+    async fn a_peer_that_drops_every_connection_is_redialled_ever_more_slowly() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::Relaxed);
+                drop(stream);
+            }
+        });
+        let (queue, outbox) = mpsc::channel(1024);
+        let (inbox, mut loop_inbox) = mpsc::channel(1024);
+        tokio::spawn(async move { while loop_inbox.recv().await.is_some() {} });
+        let stop = CancellationToken::new();
+        let writer = Writer {
+            id: 2,
+            addr,
+            outbox,
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
+            heard: Arc::new(AtomicBool::new(false)),
+            inbox,
+            stop: stop.clone(),
+        };
+        tokio::spawn(writer.run());
+        let started = tokio::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(1_300) {
+            let _ = queue.try_send(Message::default());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.cancel();
+        // 20 + 40 + 80 + 160 + 320 + 640 ms of backoff: about 7 dials in
+        // 1.3 s; resetting after every connect would make it dozens.
+        let dials = accepted.load(Ordering::Relaxed);
+        assert!(dials <= 10, "{dials} dials in 1.3 s");
     }
 }
