@@ -17,7 +17,7 @@
 use std::sync::{Arc, RwLock};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -112,6 +112,9 @@ fn bad_request(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, e.to_string())
 }
 
+/// The largest request body taken, and so the largest record.
+pub const MAX_BODY_BYTES: usize = 2 << 20;
+
 /// The router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -121,6 +124,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/membership", post(membership))
         .route("/v1/leader", post(transfer_leader))
         .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 

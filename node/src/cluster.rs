@@ -79,6 +79,7 @@ pub fn serve_args(config: &NodeConfig) -> Vec<String> {
         format!("--snapshot-entries={}", config.snapshot_entries),
         format!("--log-tail-entries={}", config.log_tail_entries),
         format!("--retention-records={}", config.retention_records),
+        format!("--retention-bytes={}", config.retention_bytes),
         format!("--persist={}", config.persist),
     ];
     args.extend(

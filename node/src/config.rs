@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::state_machine::Retention;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -30,6 +32,10 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(String),
 }
+
+/// Room left in a peer frame for a MsgSnapshot's fields besides the
+/// snapshot data (metadata, configuration).
+const SNAPSHOT_MESSAGE_OVERHEAD: usize = 1 << 20;
 
 /// Everything one node needs to start.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -72,6 +78,12 @@ pub struct NodeConfig {
     /// every node the same value.
     #[serde(default = "defaults::retention_records")]
     pub retention_records: usize,
+    /// Bytes of record data the log keeps, the most recent (the newest
+    /// record always stays). With `retention_records` it bounds the
+    /// snapshot, which must fit in one peer frame; give every node the
+    /// same value.
+    #[serde(default = "defaults::retention_bytes")]
+    pub retention_bytes: usize,
     /// How a Ready's writes become durable.
     #[serde(default)]
     pub persist: Persistence,
@@ -154,6 +166,9 @@ mod defaults {
     pub fn retention_records() -> usize {
         100_000
     }
+    pub fn retention_bytes() -> usize {
+        32 << 20
+    }
 }
 
 impl NodeConfig {
@@ -171,6 +186,7 @@ impl NodeConfig {
             snapshot_entries: defaults::snapshot_entries(),
             log_tail_entries: defaults::log_tail_entries(),
             retention_records: defaults::retention_records(),
+            retention_bytes: defaults::retention_bytes(),
             persist: Persistence::default(),
             unsafe_no_fsync: false,
         }
@@ -231,7 +247,28 @@ impl NodeConfig {
         if self.tick_ms == 0 || self.snapshot_entries == 0 {
             return invalid("tick_ms and snapshot_entries must be at least 1".into());
         }
+        let snapshot = self
+            .retention()
+            .max_snapshot_bytes(crate::api::MAX_BODY_BYTES)
+            .saturating_add(SNAPSHOT_MESSAGE_OVERHEAD);
+        if snapshot > crate::transport::MAX_FRAME_BYTES {
+            return invalid(format!(
+                "retention_bytes ({}) and retention_records ({}) allow a snapshot of {snapshot} bytes, \
+                 past the peer frame limit of {} bytes: lower them",
+                self.retention_bytes,
+                self.retention_records,
+                crate::transport::MAX_FRAME_BYTES
+            ));
+        }
         Ok(())
+    }
+
+    /// The record log's retention.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            records: self.retention_records,
+            bytes: self.retention_bytes,
+        }
     }
 
     /// Checks the configuration against the membership the WAL holds, so a
@@ -296,6 +333,15 @@ mod tests {
             .map(|i| (i, format!("127.0.0.1:{}", 7000 + i).parse().unwrap()))
             .collect();
         NodeConfig::new(2, "d".into(), "127.0.0.1:8002".parse().unwrap(), peers)
+    }
+
+    #[test]
+    fn a_retention_whose_snapshot_outgrows_a_frame_is_refused() {
+        let mut c = three();
+        assert!(c.check().is_ok(), "the defaults fit");
+        c.retention_bytes = crate::transport::MAX_FRAME_BYTES;
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("past the peer frame limit"), "{e}");
     }
 
     #[test]

@@ -142,6 +142,9 @@ struct ServeArgs {
     /// Records the log keeps; older offsets are dropped.
     #[arg(long, default_value_t = 100_000)]
     retention_records: usize,
+    /// Bytes of record data the log keeps; older records are dropped.
+    #[arg(long, default_value_t = 32 << 20)]
+    retention_bytes: usize,
     /// Wait for each Ready's fdatasync (sync), or go on while it runs (async).
     #[arg(long, value_enum, default_value_t = Persistence::Async)]
     persist: Persistence,
@@ -171,6 +174,7 @@ impl ServeArgs {
         config.log_tail_entries = self.log_tail_entries;
         config.persist = self.persist;
         config.retention_records = self.retention_records;
+        config.retention_bytes = self.retention_bytes;
         config.unsafe_no_fsync = self.unsafe_no_fsync;
         config.check()?;
         Ok(config)

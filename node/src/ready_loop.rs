@@ -42,7 +42,7 @@ use crate::handle::{Appended, Input, Membership, RequestError, Status};
 use crate::metrics::Metrics;
 use crate::persister::PersistJob;
 use crate::request_id::RequestIds;
-use crate::state_machine::{Proposal, RecordLog};
+use crate::state_machine::{Proposal, RecordLog, Retention};
 use crate::transport::Peers;
 use reads::PendingReads;
 
@@ -83,7 +83,7 @@ pub struct ReadyLoop {
     inbox: mpsc::Receiver<Input>,
     tick: Duration,
     snapshot_entries: u64,
-    retention_records: usize,
+    retention: Retention,
     log_tail_entries: u64,
     /// The configuration as of the applied index.
     conf_state: ConfState,
@@ -131,7 +131,7 @@ impl ReadyLoop {
             inbox,
             tick: Duration::from_millis(config.tick_ms),
             snapshot_entries: config.snapshot_entries,
-            retention_records: config.retention_records,
+            retention: config.retention(),
             log_tail_entries: config.log_tail_entries,
             conf_state,
             persist_jobs,

@@ -80,7 +80,7 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
     };
     let snapshot = store.snapshot(0, id)?;
     let applied = snapshot.get_metadata().index;
-    let mut log = RecordLog::new(config.retention_records);
+    let mut log = RecordLog::new(config.retention());
     log.restore(applied, snapshot.get_data())?;
 
     let raft_config = Config {

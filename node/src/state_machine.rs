@@ -11,10 +11,12 @@
 //!   count`: the retained records and the offset of the first, so a
 //!   follower that fell behind the compacted log is rebuilt from it.
 //!
-//! Like a broker partition, the log keeps the last `retention` records:
-//! offsets keep counting, older records are dropped. That bounds the
-//! memory and, above all, the snapshot, which the WAL writes whole (and
-//! again at the head of every new segment).
+//! Like a broker partition, the log keeps the most recent records within
+//! a [`Retention`], in records and in bytes: offsets keep counting, older
+//! records are dropped. That bounds the memory and, above all, the
+//! snapshot, which must fit in one peer frame (the node's configuration
+//! checks that it does) and which the WAL writes whole (and again at the
+//! head of every new segment).
 
 use std::collections::VecDeque;
 
@@ -130,28 +132,49 @@ fn read_records(
     Ok(records)
 }
 
+/// How much of the log is kept: the newest records, at most `records` of
+/// them and at most `bytes` of record data, but always the newest one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Records kept at most.
+    pub records: usize,
+    /// Bytes of record data kept at most.
+    pub bytes: usize,
+}
+
+impl Retention {
+    /// The largest snapshot a log under this retention produces, given
+    /// that no record is longer than `max_record`.
+    pub fn max_snapshot_bytes(&self, max_record: usize) -> usize {
+        16 + self.bytes + max_record + 4 * (self.records + 1)
+    }
+}
+
 /// The record log.
 ///
 /// Invariant: `records` holds the records at offsets `start..start +
-/// records.len()`, the last at most `retention` of those appended by the
-/// entries applied up to `applied`, in log order; the same applied index
-/// gives the same offsets and records on every node.
+/// records.len()`, the newest of those appended by the entries applied up
+/// to `applied` within `retention`, in log order, and `bytes` is their
+/// total length; the same applied index gives the same offsets and records
+/// on every node.
 #[derive(Debug)]
 pub struct RecordLog {
     start: u64,
     records: VecDeque<Bytes>,
+    bytes: usize,
     applied: u64,
-    retention: usize,
+    retention: Retention,
 }
 
 impl RecordLog {
-    /// An empty log keeping at most `retention` records (at least one).
-    pub fn new(retention: usize) -> RecordLog {
+    /// An empty log.
+    pub fn new(retention: Retention) -> RecordLog {
         RecordLog {
             start: 0,
             records: VecDeque::new(),
+            bytes: 0,
             applied: 0,
-            retention: retention.max(1),
+            retention,
         }
     }
 
@@ -160,15 +183,20 @@ impl RecordLog {
     pub fn apply(&mut self, index: u64, records: &[Bytes]) -> u64 {
         let first = self.end();
         self.records.extend(records.iter().cloned());
+        self.bytes += records.iter().map(Bytes::len).sum::<usize>();
         self.trim();
         self.applied = index;
         first
     }
 
     fn trim(&mut self) {
-        let excess = self.records.len().saturating_sub(self.retention);
-        self.records.drain(..excess);
-        self.start += excess as u64;
+        while self.records.len() > 1
+            && (self.records.len() > self.retention.records || self.bytes > self.retention.bytes)
+        {
+            let dropped = self.records.pop_front().expect("more than one record");
+            self.bytes -= dropped.len();
+            self.start += 1;
+        }
     }
 
     /// Moves the applied index over an entry that carries no records (an
@@ -233,6 +261,7 @@ impl RecordLog {
             restored.start = buf.get_u64();
             let count = buf.get_u64();
             restored.records = read_records(&mut buf, count, what)?.into();
+            restored.bytes = restored.records.iter().map(Bytes::len).sum();
             if buf.has_remaining() {
                 return Err(malformed(
                     what,
@@ -249,6 +278,13 @@ impl RecordLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn keep_records(n: usize) -> Retention {
+        Retention {
+            records: n,
+            bytes: usize::MAX,
+        }
+    }
 
     fn proposal() -> Proposal {
         Proposal {
@@ -292,15 +328,15 @@ mod tests {
         let mut snap = vec![0; 8];
         snap.extend_from_slice(&u64::MAX.to_be_bytes());
         snap.extend_from_slice(&[0, 0, 0, 1, 5]);
-        assert!(RecordLog::new(10).restore(3, &snap).is_err());
+        assert!(RecordLog::new(keep_records(10)).restore(3, &snap).is_err());
     }
 
     #[test]
     fn snapshot_restores_the_same_records_and_offsets() {
-        let mut log = RecordLog::new(10);
+        let mut log = RecordLog::new(keep_records(10));
         assert_eq!(log.apply(5, &proposal().records), 0);
         assert_eq!(log.apply(6, &proposal().records), 3);
-        let mut restored = RecordLog::new(10);
+        let mut restored = RecordLog::new(keep_records(10));
         restored.restore(6, &log.snapshot()).unwrap();
         assert_eq!(restored.read(0, 100), log.read(0, 100));
         assert_eq!((restored.applied(), restored.end()), (6, 6));
@@ -310,14 +346,39 @@ mod tests {
 
     #[test]
     fn retention_drops_the_oldest_records_and_keeps_offsets() {
-        let mut log = RecordLog::new(4);
+        let mut log = RecordLog::new(keep_records(4));
         assert_eq!(log.apply(1, &proposal().records), 0);
         assert_eq!(log.apply(2, &proposal().records), 3);
         assert_eq!((log.start(), log.end()), (2, 6));
         let (first, records) = log.read(0, 10);
         assert_eq!((first, records.len()), (2, 4));
-        let mut smaller = RecordLog::new(2);
+        let mut smaller = RecordLog::new(keep_records(2));
         smaller.restore(2, &log.snapshot()).unwrap();
         assert_eq!(smaller.read(0, 10), log.read(4, 10));
+    }
+
+    #[test]
+    fn retention_in_bytes_bounds_the_snapshot_and_keeps_the_newest_record() {
+        let retention = Retention {
+            records: 1_000,
+            bytes: 1_000,
+        };
+        let mut log = RecordLog::new(retention);
+        for i in 0..100 {
+            log.apply(i + 1, &[Bytes::from(vec![1; 300])]);
+            assert!(log.snapshot().len() <= retention.max_snapshot_bytes(300));
+        }
+        assert_eq!((log.start(), log.end()), (97, 100));
+        log.apply(101, &[Bytes::from(vec![2; 5_000])]);
+        assert_eq!(
+            (log.start(), log.end()),
+            (100, 101),
+            "the newest record stays"
+        );
+        assert!(log.snapshot().len() <= retention.max_snapshot_bytes(5_000));
+        let mut restored = RecordLog::new(retention);
+        restored.restore(101, &log.snapshot()).unwrap();
+        restored.apply(102, &[Bytes::from(vec![3; 10])]);
+        assert_eq!((restored.start(), restored.end()), (101, 102));
     }
 }

@@ -18,7 +18,7 @@ impl ReadyLoop {
             "installing a snapshot at index {} term {}",
             meta.index, meta.term
         );
-        let mut restored = RecordLog::new(self.retention_records);
+        let mut restored = RecordLog::new(self.retention);
         restored.restore(meta.index, snap.get_data())?;
         self.on_disk(move |s| s.apply_snapshot(snap)).await?;
         *self.log.write().unwrap_or_else(|e| e.into_inner()) = restored;
