@@ -64,6 +64,46 @@ pub fn open_storage(config: &NodeConfig) -> Result<WalStorage, NodeError> {
     Ok(store)
 }
 
+/// The raft node and the records as of the WAL's snapshot, from which the
+/// committed entries after it are applied again.
+///
+/// Those entries include the membership changes made since the snapshot,
+/// and each must be applied to the configuration it was made from. The
+/// WAL's configuration is the latest applied one, so raft is started from
+/// the snapshot's instead: replayed onto the latest, a change can fail
+/// (adding as a learner a node already promoted demotes it, and if it was
+/// the only voter raft refuses the change) or act twice.
+///
+/// # Errors
+///
+/// The WAL cannot be read or written, or its snapshot is not the record
+/// log's.
+pub fn restore(
+    config: &NodeConfig,
+    store: &WalStorage,
+    logger: &slog::Logger,
+) -> Result<(RawNode<WalStorage>, RecordLog), NodeError> {
+    let snapshot = store.snapshot(0, config.id)?;
+    let applied = snapshot.get_metadata().index;
+    let mut log = RecordLog::new(config.retention());
+    log.restore(applied, snapshot.get_data())?;
+    store.set_conf_state(snapshot.get_metadata().get_conf_state().clone())?;
+    let raft_config = Config {
+        id: config.id,
+        election_tick: config.election_ticks,
+        heartbeat_tick: config.heartbeat_ticks,
+        applied,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: true,
+        read_only_option: ReadOnlyOption::Safe,
+        ..Config::default()
+    };
+    let raw = RawNode::new(&raft_config, store.clone(), logger)?;
+    Ok((raw, log))
+}
+
 /// Runs a node until `stop` is cancelled.
 ///
 /// # Errors
@@ -78,24 +118,8 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
             .await
             .expect("opening the WAL returns errors, it does not panic")?
     };
-    let snapshot = store.snapshot(0, id)?;
-    let applied = snapshot.get_metadata().index;
-    let mut log = RecordLog::new(config.retention());
-    log.restore(applied, snapshot.get_data())?;
-
-    let raft_config = Config {
-        id,
-        election_tick: config.election_ticks,
-        heartbeat_tick: config.heartbeat_ticks,
-        applied,
-        max_size_per_msg: 1 << 20,
-        max_inflight_msgs: 256,
-        check_quorum: true,
-        pre_vote: true,
-        read_only_option: ReadOnlyOption::Safe,
-        ..Config::default()
-    };
-    let raw = RawNode::new(&raft_config, store.clone(), &raft_logger(id))?;
+    let (raw, log) = restore(&config, &store, &raft_logger(id))?;
+    let applied = log.applied();
 
     let metrics = Arc::new(Metrics::new(id));
     let (inbox_tx, inbox) = mpsc::channel(INBOX_REQUESTS);

@@ -181,11 +181,15 @@ mod tests {
     use super::*;
 
     fn message(to: u64, kind: MessageType, bytes: usize) -> Message {
-        let mut msg = Message::default();
-        msg.to = to;
+        let entry = Entry {
+            data: vec![0; bytes].into(),
+            ..Default::default()
+        };
+        let mut msg = Message {
+            to,
+            ..Default::default()
+        };
         msg.set_msg_type(kind);
-        let mut entry = Entry::default();
-        entry.data = vec![0; bytes].into();
         msg.set_entries(vec![entry].into());
         msg
     }

@@ -1,0 +1,88 @@
+//! A restart applies the committed entries after the WAL's snapshot again,
+//! membership changes included; each must meet the configuration it was
+//! made from. Here node 2 was added as a learner, promoted, and node 1
+//! removed, all after the snapshot. Replayed onto the latest configuration
+//! (voters {2}), adding 2 as a learner demotes the only voter and raft
+//! refuses the change; replayed onto the snapshot's ({1}), all three apply.
+
+use protobuf::Message as _;
+use raft::Storage;
+use raft_node::config::NodeConfig;
+use raft_node::serve::{open_storage, restore};
+use raft_proto::eraftpb::{
+    ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState,
+};
+
+fn change(index: u64, kind: ConfChangeType, node: u64) -> Entry {
+    let mut single = ConfChangeSingle::default();
+    single.set_change_type(kind);
+    single.node_id = node;
+    let mut cc = ConfChangeV2::default();
+    cc.set_changes(vec![single].into());
+    let mut entry = Entry::default();
+    entry.set_entry_type(EntryType::EntryConfChangeV2);
+    entry.index = index;
+    entry.term = 1;
+    entry.data = cc.write_to_bytes().unwrap().into();
+    entry
+}
+
+#[test]
+fn membership_changes_after_the_snapshot_replay_onto_its_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // The WAL as node 1 founded it alone, then wrote and applied the three
+    // changes (the loop stores each applied configuration).
+    let node1 = NodeConfig::new(1, dir.path().into(), addr(8101), [(1, addr(7101))].into());
+    let store = open_storage(&node1).unwrap();
+    store
+        .append(&[
+            change(2, ConfChangeType::AddLearnerNode, 2),
+            change(3, ConfChangeType::AddNode, 2),
+            change(4, ConfChangeType::RemoveNode, 1),
+        ])
+        .unwrap();
+    let hs = HardState {
+        term: 1,
+        commit: 4,
+        ..Default::default()
+    };
+    store.set_hard_state(hs).unwrap();
+    store
+        .set_conf_state(ConfState::from((vec![2], vec![])))
+        .unwrap();
+    store.sync().unwrap();
+    drop(store);
+
+    // The same directory, restarted as node 2.
+    let peers = [(1, addr(7101)), (2, addr(7102))].into();
+    let mut node2 = NodeConfig::new(2, dir.path().into(), addr(8102), peers);
+    node2.join = true;
+    let store = open_storage(&node2).unwrap();
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let (mut raw, _log) = restore(&node2, &store, &logger).unwrap();
+    let mut ready = raw.ready();
+    let committed = ready.take_committed_entries();
+    assert_eq!(committed.len(), 3);
+    for entry in &committed {
+        let cc = ConfChangeV2::parse_from_bytes(&entry.data).unwrap();
+        if let Err(e) = raw.apply_conf_change(&cc) {
+            panic!("replaying the change at index {}: {e}", entry.index);
+        }
+    }
+    assert_eq!(
+        raw.raft
+            .prs()
+            .conf()
+            .voters()
+            .ids()
+            .iter()
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert_eq!(
+        store.initial_state().unwrap().conf_state.voters,
+        vec![1],
+        "raft starts from the snapshot's configuration"
+    );
+}
