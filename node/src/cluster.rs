@@ -54,7 +54,8 @@ pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// Configurations for `n` founding members under `dir`, on free ports.
+/// Configurations for `n` founding members under `dir`, on free ports,
+/// with the default cluster name (so `serve --join` needs none).
 pub fn plan(n: u64, dir: &Path) -> Vec<NodeConfig> {
     let addrs = free_addrs(2 * n as usize);
     let peers: BTreeMap<u64, SocketAddr> = (1..=n).map(|id| (id, addrs[id as usize - 1])).collect();
@@ -81,6 +82,7 @@ pub fn serve_args(config: &NodeConfig) -> Vec<String> {
         format!("--retention-records={}", config.retention_records),
         format!("--retention-bytes={}", config.retention_bytes),
         format!("--persist={}", config.persist),
+        format!("--cluster-name={}", config.cluster_name),
     ];
     args.extend(
         config

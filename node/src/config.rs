@@ -57,6 +57,10 @@ pub struct NodeConfig {
     /// `peers`.
     #[serde(default)]
     pub join: bool,
+    /// The cluster's name; its hash is the cluster id every peer
+    /// connection and every WAL carries. Give each cluster its own.
+    #[serde(default = "defaults::cluster_name")]
+    pub cluster_name: String,
     /// Milliseconds per raft tick.
     #[serde(default = "defaults::tick_ms")]
     pub tick_ms: u64,
@@ -148,6 +152,9 @@ mod peer_table {
 }
 
 mod defaults {
+    pub fn cluster_name() -> String {
+        "raft-node".into()
+    }
     pub fn tick_ms() -> u64 {
         50
     }
@@ -180,6 +187,7 @@ impl NodeConfig {
             api,
             peers,
             join: false,
+            cluster_name: defaults::cluster_name(),
             tick_ms: defaults::tick_ms(),
             election_ticks: defaults::election_ticks(),
             heartbeat_ticks: defaults::heartbeat_ticks(),

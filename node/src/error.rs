@@ -26,6 +26,10 @@ pub enum NodeError {
     /// A committed configuration change does not parse.
     #[error("committed configuration change: {0}")]
     ConfChange(#[from] protobuf::ProtobufError),
+    /// The WAL or the peers belong to another cluster, or the cluster
+    /// exists and this node's data is gone.
+    #[error(transparent)]
+    Identity(#[from] crate::cluster_id::IdentityError),
     /// A socket could not be bound.
     #[error("{what} {addr}: {source}")]
     Bind {

@@ -13,6 +13,7 @@ pub mod api;
 pub mod bench;
 pub mod client;
 pub mod cluster;
+pub mod cluster_id;
 pub mod config;
 pub mod error;
 pub mod handle;

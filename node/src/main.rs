@@ -129,6 +129,10 @@ struct ServeArgs {
     /// Start outside the configuration and wait to be added.
     #[arg(long)]
     join: bool,
+    /// The cluster's name, the same on every member; its hash is the
+    /// cluster id checked on every peer connection and stored in the WAL.
+    #[arg(long, default_value = "raft-node")]
+    cluster_name: String,
     #[arg(long, default_value_t = 50)]
     tick_ms: u64,
     #[arg(long, default_value_t = 10)]
@@ -167,6 +171,7 @@ impl ServeArgs {
             peers,
         );
         config.join = self.join;
+        config.cluster_name = self.cluster_name;
         config.tick_ms = self.tick_ms;
         config.election_ticks = self.election_ticks;
         config.heartbeat_ticks = self.heartbeat_ticks;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, Instrument};
 
 use crate::api;
+use crate::cluster_id::{ClusterId, IdentityError};
 use crate::config::{NodeConfig, Persistence};
 use crate::error::NodeError;
 use crate::handle::NodeHandle;
@@ -30,10 +31,7 @@ const PERSIST_JOBS: usize = 1024;
 /// How long a client request waits for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Opens the WAL; a fresh directory of a founding member gets the initial
-/// configuration as a snapshot at index 1, which every founder writes
-/// alike. A node added later (`join`) starts empty and receives that
-/// snapshot, or a later one, from the leader.
+/// Opens the WAL and checks it against the configuration.
 ///
 /// # Errors
 ///
@@ -49,19 +47,71 @@ pub fn open_storage(config: &NodeConfig) -> Result<WalStorage, NodeError> {
     let store = WalStorage::open(&config.dir, opts)?;
     let stored = store.initial_state()?.conf_state;
     config.check_against_stored(&stored.voters, &stored.learners)?;
-    if stored.voters.is_empty() && !config.join && store.last_index()? == 0 {
-        let mut founding = Snapshot::default();
-        let meta = founding.mut_metadata();
-        meta.index = 1;
-        meta.term = 1;
-        meta.set_conf_state(ConfState::from((
-            config.peers.keys().copied().collect::<Vec<_>>(),
-            vec![],
-        )));
-        store.apply_snapshot(founding)?;
-        store.sync()?;
-    }
     Ok(store)
+}
+
+/// Whether the WAL holds nothing yet: no membership, no entries.
+///
+/// # Errors
+///
+/// The WAL cannot be read.
+pub fn is_blank(store: &WalStorage) -> Result<bool, NodeError> {
+    Ok(store.initial_state()?.conf_state.voters.is_empty() && store.last_index()? == 0)
+}
+
+/// Writes the founding configuration, `config.peers` as voters, as a
+/// snapshot at index 1, which every founder writes alike. A node added
+/// later (`join`) starts blank instead and receives that snapshot, or a
+/// later one, from the leader.
+///
+/// # Errors
+///
+/// The WAL's errors.
+pub fn found(config: &NodeConfig, store: &WalStorage) -> Result<(), NodeError> {
+    let mut founding = Snapshot::default();
+    let meta = founding.mut_metadata();
+    meta.index = 1;
+    meta.term = 1;
+    meta.set_conf_state(ConfState::from((
+        config.peers.keys().copied().collect::<Vec<_>>(),
+        vec![],
+    )));
+    store.apply_snapshot(founding)?;
+    store.sync()?;
+    Ok(())
+}
+
+/// Before a blank founding member founds the cluster: refuses if a peer
+/// has applied past the founding entry, which means the cluster runs and
+/// this node's data is gone. Peers that cannot be reached are not asked
+/// again: when every founder starts at once, some are not up yet.
+///
+/// # Errors
+///
+/// [`IdentityError::ClusterExists`] naming the peer.
+pub async fn refuse_if_cluster_exists(
+    config: &NodeConfig,
+    cluster: ClusterId,
+) -> Result<(), NodeError> {
+    let asked =
+        config
+            .peers
+            .iter()
+            .filter(|(&id, _)| id != config.id)
+            .map(|(&id, &addr)| async move {
+                (id, transport::probe(addr, cluster, config.id, id).await)
+            });
+    for (peer, applied) in futures::future::join_all(asked).await {
+        if let Some(applied) = applied.filter(|&a| a > 1) {
+            return Err(IdentityError::ClusterExists {
+                me: config.id,
+                peer,
+                applied,
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The raft node and the records as of the WAL's snapshot, from which the
@@ -118,6 +168,12 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
             .await
             .expect("opening the WAL returns errors, it does not panic")?
     };
+    let cluster = ClusterId::of_name(&config.cluster_name);
+    if is_blank(&store)? && !config.join {
+        refuse_if_cluster_exists(&config, cluster).await?;
+        found(&config, &store)?;
+    }
+    cluster.check_or_store(&config.dir)?;
     let (raw, log) = restore(&config, &store, &raft_logger(id))?;
     let applied = log.applied();
 
@@ -131,7 +187,7 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
         .await
         .map_err(bind("API address", config.api))?;
 
-    let mut peers = Peers::new(id, inbox_tx.clone(), metrics.clone(), stop.clone());
+    let mut peers = Peers::new(id, cluster, inbox_tx.clone(), metrics.clone(), stop.clone());
     for (&peer, &addr) in &config.peers {
         peers.connect(peer, addr);
     }
@@ -156,9 +212,14 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
         persist_jobs,
     )?;
 
+    let identity = transport::Identity {
+        me: id,
+        cluster,
+        metrics: metrics.clone(),
+    };
     tokio::spawn(transport::serve(
         peer_listener,
-        id,
+        identity,
         inbox_tx.clone(),
         stop.clone(),
     ));

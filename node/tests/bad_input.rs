@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use raft_node::client::Client;
 use raft_node::cluster::{self, serve_args, LocalCluster};
-use raft_node::transport::MAX_FRAME_BYTES;
+use raft_node::cluster_id::ClusterId;
+use raft_node::transport::{Hello, MAX_FRAME_BYTES};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -42,9 +43,22 @@ async fn malformed_peer_frames_close_the_connection_and_the_node_keeps_serving()
     let mut nodes = one_node(dir.path()).await;
     let raft_addr = nodes.config(1).listen();
 
-    let garbage = [&5u32.to_be_bytes()[..], &[0xff; 5]].concat();
+    // Behind this cluster's hello, so the frames reach the message parser.
+    let hello = Hello {
+        cluster: ClusterId::of_name(&nodes.config(1).cluster_name).0,
+        from: 2,
+        to: 1,
+        probe: false,
+    }
+    .encode();
+    let hello = [&(hello.len() as u32).to_be_bytes()[..], &hello].concat();
+    let garbage = [&hello[..], &5u32.to_be_bytes()[..], &[0xff; 5]].concat();
     assert!(closed_after(raft_addr, &garbage).await.is_empty());
-    let oversized = ((MAX_FRAME_BYTES as u32) + 1).to_be_bytes();
+    let oversized = [
+        &hello[..],
+        &((MAX_FRAME_BYTES as u32) + 1).to_be_bytes()[..],
+    ]
+    .concat();
     assert!(closed_after(raft_addr, &oversized).await.is_empty());
 
     let mut client = Client::connect(nodes.api(1)).await.unwrap();

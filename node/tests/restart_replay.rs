@@ -8,7 +8,7 @@
 use protobuf::Message as _;
 use raft::Storage;
 use raft_node::config::NodeConfig;
-use raft_node::serve::{open_storage, restore};
+use raft_node::serve::{found, open_storage, restore};
 use raft_proto::eraftpb::{
     ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState,
 };
@@ -35,6 +35,7 @@ fn membership_changes_after_the_snapshot_replay_onto_its_configuration() {
     // changes (the loop stores each applied configuration).
     let node1 = NodeConfig::new(1, dir.path().into(), addr(8101), [(1, addr(7101))].into());
     let store = open_storage(&node1).unwrap();
+    found(&node1, &store).unwrap();
     store
         .append(&[
             change(2, ConfChangeType::AddLearnerNode, 2),

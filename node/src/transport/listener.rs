@@ -1,21 +1,37 @@
-//! Inbound peer connections: frames in, messages to the Ready loop.
+//! Inbound peer connections: a hello, then frames in, messages to the
+//! Ready loop.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use futures::StreamExt;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument};
 
-use super::frame;
+use super::frame::{self, Hello};
+use crate::cluster_id::ClusterId;
 use crate::handle::Input;
+use crate::metrics::Metrics;
+
+/// Who this listener is, for checking each connection's hello.
+#[derive(Clone)]
+pub struct Identity {
+    /// This node.
+    pub me: u64,
+    /// Its cluster.
+    pub cluster: ClusterId,
+    /// Its gauges: a probe is answered with the applied index.
+    pub metrics: Arc<Metrics>,
+}
 
 /// Accepts peer connections until `stop`; each one is read by its own task.
 pub async fn serve(
     listener: TcpListener,
-    me: u64,
+    identity: Identity,
     inbox: mpsc::Sender<Input>,
     stop: CancellationToken,
 ) {
@@ -30,23 +46,64 @@ pub async fn serve(
                 }
             },
         };
-        tokio::spawn(read_peer(stream, remote, me, inbox.clone(), stop.clone()).in_current_span());
+        let reader = read_peer(
+            stream,
+            remote,
+            identity.clone(),
+            inbox.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(reader.in_current_span());
     }
 }
 
-/// Reads one connection. A frame that is not a raft message, or a message
-/// for another node, ends the connection with a log line naming the peer:
-/// the sender is broken or misconfigured, and nothing it sends after that
-/// can be trusted.
+/// Reads one connection. A first frame that is no hello of this cluster
+/// for this node, a later frame that is not a raft message, or a message
+/// for another node or from another sender than the hello named, ends the
+/// connection with a log line naming the peer: the sender is broken,
+/// misconfigured or a stranger, and nothing it sends after that can be
+/// trusted.
 async fn read_peer(
     stream: TcpStream,
     remote: SocketAddr,
-    me: u64,
+    identity: Identity,
     inbox: mpsc::Sender<Input>,
     stop: CancellationToken,
 ) {
+    let me = identity.me;
     let _ = stream.set_nodelay(true);
-    let mut frames = FramedRead::new(stream, frame::codec());
+    let mut frames = Framed::new(stream, frame::codec());
+    let first = tokio::select! {
+        _ = stop.cancelled() => return,
+        first = frames.next() => first,
+    };
+    let hello = match first {
+        None => return,
+        Some(Err(e)) => {
+            warn!("peer {remote}: bad frame ({e}); closing the connection");
+            return;
+        }
+        Some(Ok(payload)) => match Hello::decode(&payload) {
+            Some(hello) => hello,
+            None => {
+                warn!("peer {remote}: no hello; closing the connection");
+                return;
+            }
+        },
+    };
+    if hello.cluster != identity.cluster.0 || hello.to != me {
+        warn!(
+            "peer {remote}: node {} of cluster {:016x} means to reach node {}; this is node {me} of cluster {:016x}; closing the connection",
+            hello.from, hello.cluster, hello.to, identity.cluster.0
+        );
+        return;
+    }
+    if hello.probe {
+        let applied = identity.metrics.applied_index.get().max(0) as u64;
+        let answer = Bytes::copy_from_slice(&applied.to_be_bytes());
+        let _ = frames.send(answer).await;
+        return;
+    }
     loop {
         let next = tokio::select! {
             _ = stop.cancelled() => return,
@@ -67,10 +124,10 @@ async fn read_peer(
                 return;
             }
         };
-        if msg.to != me {
+        if msg.to != me || msg.from != hello.from {
             warn!(
-                "peer {remote}: message for node {} reached node {me}; check the --peer lists; closing the connection",
-                msg.to
+                "peer {remote}: a message from node {} for node {} on node {}'s connection to node {me}; closing the connection",
+                msg.from, msg.to, hello.from
             );
             return;
         }

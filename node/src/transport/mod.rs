@@ -21,11 +21,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{warn, Instrument};
 
+use crate::cluster_id::ClusterId;
 use crate::handle::Input;
 use crate::metrics::Metrics;
 
-pub use frame::MAX_FRAME_BYTES;
-pub use listener::serve;
+pub use frame::{Hello, MAX_FRAME_BYTES};
+pub use listener::{serve, Identity};
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE_MESSAGES: usize = 4096;
@@ -39,6 +40,30 @@ const PEER_QUEUE_BYTES: usize = 64 << 20;
 fn queued_size(msg: &Message) -> usize {
     let entries: usize = msg.get_entries().iter().map(|e| e.data.len() + 32).sum();
     entries + msg.get_snapshot().data.len() + 64
+}
+
+/// How far the node at `addr` is: its applied index, or `None` if it
+/// cannot be reached within a second or refuses the hello (another
+/// cluster, another node).
+pub async fn probe(addr: SocketAddr, cluster: ClusterId, me: u64, to: u64) -> Option<u64> {
+    use futures::{SinkExt, StreamExt};
+    let asked = async {
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let mut frames = tokio_util::codec::Framed::new(stream, frame::codec());
+        let hello = Hello {
+            cluster: cluster.0,
+            from: me,
+            to,
+            probe: true,
+        };
+        frames.send(hello.encode()).await.ok()?;
+        let answer = frames.next().await?.ok()?;
+        Some(u64::from_be_bytes(answer[..].try_into().ok()?))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(1), asked)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// One peer's queue.
@@ -62,6 +87,7 @@ pub struct Undelivered {
 /// The outbound side: a queue and a writer task per peer.
 pub struct Peers {
     me: u64,
+    cluster: ClusterId,
     queues: HashMap<u64, Queue>,
     inbox: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
@@ -72,12 +98,14 @@ impl Peers {
     /// No peers yet; writer tasks report back through `inbox`.
     pub fn new(
         me: u64,
+        cluster: ClusterId,
         inbox: mpsc::Sender<Input>,
         metrics: Arc<Metrics>,
         stop: CancellationToken,
     ) -> Peers {
         Peers {
             me,
+            cluster,
             queues: HashMap::new(),
             inbox,
             metrics,
@@ -95,6 +123,12 @@ impl Peers {
         let bytes = Arc::new(AtomicUsize::new(0));
         let heard = Arc::new(AtomicBool::new(false));
         let writer = peer::Writer {
+            hello: Hello {
+                cluster: self.cluster.0,
+                from: self.me,
+                to: id,
+                probe: false,
+            },
             id,
             addr,
             outbox,
@@ -198,6 +232,7 @@ mod tests {
         let (inbox, rx) = mpsc::channel(16);
         let peers = Peers::new(
             1,
+            ClusterId(0),
             inbox,
             Arc::new(Metrics::new(1)),
             CancellationToken::new(),

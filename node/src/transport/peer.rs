@@ -14,7 +14,7 @@ use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::frame;
+use super::frame::{self, Hello};
 use crate::handle::Input;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
@@ -23,6 +23,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const BATCH_MESSAGES: usize = 512;
 
 pub(super) struct Writer {
+    /// The hello this writer opens every connection with.
+    pub hello: Hello,
     pub id: u64,
     pub addr: SocketAddr,
     pub outbox: mpsc::Receiver<Message>,
@@ -85,6 +87,10 @@ impl Writer {
     async fn write_until_error(&mut self, stream: TcpStream) -> Ended {
         let _ = stream.set_nodelay(true);
         let mut sink = FramedWrite::new(stream, frame::codec());
+        if let Err(e) = sink.send(self.hello.encode()).await {
+            info!("node {} at {}: hello failed ({e})", self.id, self.addr);
+            return Ended::Failed;
+        }
         loop {
             let first = tokio::select! {
                 _ = self.stop.cancelled() => return Ended::Closed,
@@ -189,6 +195,12 @@ mod tests {
         tokio::spawn(async move { while loop_inbox.recv().await.is_some() {} });
         let stop = CancellationToken::new();
         let writer = Writer {
+            hello: Hello {
+                cluster: 0,
+                from: 1,
+                to: 2,
+                probe: false,
+            },
             id: 2,
             addr,
             outbox,
