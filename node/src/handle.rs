@@ -50,6 +50,14 @@ pub enum Input {
     Unreachable(u64),
     /// The transport sent, or failed to send, a snapshot to a peer.
     SnapshotSent(u64, SnapshotStatus),
+    /// A snapshot of this node's records was written (or refused), and the
+    /// WAL compacted to the index returned.
+    SnapshotWritten {
+        /// The snapshot's index.
+        index: u64,
+        /// Where the WAL now starts, or why the write failed.
+        result: Result<u64, raft_wal_storage::WalError>,
+    },
     /// Readies handed to raft with `advance_append_async` are durable.
     Persisted(Box<crate::persister::Persisted>),
 }

@@ -81,6 +81,8 @@ pub struct ReadyLoop {
     peers: Peers,
     metrics: Arc<Metrics>,
     inbox: mpsc::Receiver<Input>,
+    /// A sender into `inbox`, for work the loop hands off.
+    own_inbox: mpsc::Sender<Input>,
     tick: Duration,
     snapshot_entries: u64,
     retention: Retention,
@@ -95,6 +97,8 @@ pub struct ReadyLoop {
     /// not name it, and a new node ignores a snapshot whose configuration
     /// leaves it out, so the next one is taken at once.
     member_added: bool,
+    /// A snapshot is being written off the loop.
+    snapshot_in_flight: bool,
     leader: u64,
     request_ids: RequestIds,
     appends: HashMap<u64, PendingAppend>,
@@ -114,7 +118,7 @@ impl ReadyLoop {
         log: Arc<RwLock<RecordLog>>,
         peers: Peers,
         metrics: Arc<Metrics>,
-        inbox: mpsc::Receiver<Input>,
+        inbox: (mpsc::Sender<Input>, mpsc::Receiver<Input>),
         config: &NodeConfig,
         persist_jobs: Option<mpsc::Sender<PersistJob>>,
     ) -> Result<ReadyLoop, NodeError> {
@@ -128,7 +132,8 @@ impl ReadyLoop {
             log,
             peers,
             metrics,
-            inbox,
+            own_inbox: inbox.0,
+            inbox: inbox.1,
             tick: Duration::from_millis(config.tick_ms),
             snapshot_entries: config.snapshot_entries,
             retention: config.retention(),
@@ -137,6 +142,7 @@ impl ReadyLoop {
             persist_jobs,
             last_snapshot: applied,
             member_added: false,
+            snapshot_in_flight: false,
             leader: 0,
             request_ids,
             appends: HashMap::new(),
@@ -205,6 +211,7 @@ impl ReadyLoop {
             }
             Input::Unreachable(id) => self.raw.report_unreachable(id),
             Input::SnapshotSent(id, status) => self.raw.report_snapshot(id, status),
+            Input::SnapshotWritten { index, result } => self.on_snapshot_written(index, result)?,
             Input::Persisted(persisted) => {
                 persisted.result.map_err(NodeError::Persist)?;
                 self.raw.on_persist_ready(persisted.number);
@@ -275,7 +282,7 @@ impl ReadyLoop {
             Some(jobs) => self.persist_async(ready, jobs).await?,
         }
         self.reads.serve(self.applied());
-        self.maybe_snapshot().await?;
+        self.maybe_snapshot()?;
         self.update_gauges();
         Ok(())
     }

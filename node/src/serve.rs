@@ -207,7 +207,7 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
         log.clone(),
         peers,
         metrics.clone(),
-        inbox,
+        (inbox_tx.clone(), inbox),
         &config,
         persist_jobs,
     )?;

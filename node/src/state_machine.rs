@@ -156,8 +156,8 @@ impl Retention {
 /// records.len()`, the newest of those appended by the entries applied up
 /// to `applied` within `retention`, in log order, and `bytes` is their
 /// total length; the same applied index gives the same offsets and records
-/// on every node.
-#[derive(Debug)]
+/// on every node. A clone shares the records' bytes.
+#[derive(Debug, Clone)]
 pub struct RecordLog {
     start: u64,
     records: VecDeque<Bytes>,
