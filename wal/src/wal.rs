@@ -363,12 +363,18 @@ impl Wal {
 
     /// Deletes segments older than the one holding the first entry (or the
     /// active one): every segment starts with a checkpoint, so recovery can
-    /// start at the oldest one left.
+    /// start at the oldest one left. What makes them unneeded (the Compact
+    /// record, a kept snapshot) is synced first: deleted before it is
+    /// durable, a power loss would leave the log with a hole between the
+    /// surviving checkpoint's snapshot and the oldest entry left.
     fn reclaim(&mut self) -> Result<(), WalError> {
         let keep_from = self
             .log
             .first_seq()
             .unwrap_or_else(|| self.segments.back().unwrap().seq);
+        if self.segments.front().is_some_and(|s| s.seq < keep_from) {
+            self.sync()?;
+        }
         let mut removed = false;
         while self.segments.front().is_some_and(|s| s.seq < keep_from) {
             let segment = self.segments.pop_front().unwrap();

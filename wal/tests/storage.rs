@@ -298,6 +298,31 @@ fn compaction_reclaims_whole_segments_and_recovery_starts_from_a_checkpoint() {
 }
 
 #[test]
+fn segments_are_deleted_only_once_the_compaction_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        segment_bytes: 8 << 10,
+        retention_entries: 5,
+        ..WalOptions::default()
+    };
+    let store = WalStorage::open(dir.path(), opts).unwrap();
+    store.set_hard_state(hs(1, 1, 0)).unwrap();
+    for first in (1..=600).step_by(20) {
+        store.append(&entries(first, first + 19, 1)).unwrap();
+        store.set_hard_state(hs(1, 1, first + 19)).unwrap();
+    }
+    let before = store.segments();
+    store.compact(550).unwrap();
+    assert!(store.segments() < before, "nothing reclaimed");
+    let (active, durable) = store.durable_position();
+    assert_eq!(
+        durable,
+        std::fs::metadata(&active).unwrap().len(),
+        "segments were deleted while the Compact record was not yet synced"
+    );
+}
+
+#[test]
 fn storage_is_clone_send_and_sync() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}
     shareable::<WalStorage>();
