@@ -6,8 +6,9 @@
 //!
 //! It also stops a founding member whose data was lost from founding the
 //! cluster again: before it writes the founding configuration to an empty
-//! directory, the node asks its peers how far they are, and refuses if
-//! any has applied past the founding entry.
+//! directory, the node asks the other founders how much log they hold,
+//! until a majority has answered, and refuses if any holds more than the
+//! founding entry.
 
 use std::fs;
 use std::io::Write;
@@ -82,7 +83,7 @@ pub enum IdentityError {
     /// data is gone, and founding the cluster again would let it vote and
     /// acknowledge as if it remembered.
     #[error(
-        "this node's WAL is empty but its cluster already exists (node {peer} has applied up to index {applied}): \
+        "this node's WAL is empty but its cluster already exists (node {peer} holds its log up to index {held}): \
          its data was lost. Remove node {me} from the cluster, then start it on the empty directory under a new id \
          with --join and add it back (raft-node admin add-learner, then promote)"
     )]
@@ -91,8 +92,8 @@ pub enum IdentityError {
         me: u64,
         /// The peer that answered.
         peer: u64,
-        /// How far that peer is.
-        applied: u64,
+        /// The last index that peer holds.
+        held: u64,
     },
     /// The stored id does not parse.
     #[error("unreadable cluster id: {0}")]

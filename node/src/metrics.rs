@@ -26,6 +26,9 @@ pub struct Metrics {
     pub records: IntGauge,
     /// Messages the transport could not deliver to a peer.
     pub peer_send_failures: IntCounter,
+    /// fdatasyncs the WAL itself counted (`WalStorage::syncs`), whichever
+    /// path issued them.
+    pub wal_syncs: IntGauge,
 }
 
 impl Metrics {
@@ -81,9 +84,11 @@ impl Metrics {
                 "Raft messages not delivered to a peer",
             )
             .expect("valid counter"),
+            wal_syncs: IntGauge::new("wal_syncs", "fdatasyncs counted by the WAL")
+                .expect("valid gauge"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
             Box::new(metrics.commit_latency_seconds.clone()),
             Box::new(metrics.fsyncs.clone()),
             Box::new(metrics.entries_persisted.clone()),
@@ -94,6 +99,7 @@ impl Metrics {
             Box::new(metrics.term.clone()),
             Box::new(metrics.records.clone()),
             Box::new(metrics.peer_send_failures.clone()),
+            Box::new(metrics.wal_syncs.clone()),
         ];
         for c in collectors {
             metrics.registry.register(c).expect("unique metric names");

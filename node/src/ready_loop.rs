@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use protobuf::Message as _;
 use raft::{RawNode, Ready, StateRole, Storage};
 use raft_proto::eraftpb::{
-    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message,
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
 };
 use raft_proto::ConfChangeI;
 use raft_wal_storage::{WalError, WalStorage};
@@ -57,6 +57,18 @@ struct PendingAppend {
 
 /// Where the answer to a request goes.
 type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
+
+/// Whether a message answers one of ours.
+fn is_response(kind: MessageType) -> bool {
+    matches!(
+        kind,
+        MessageType::MsgAppendResponse
+            | MessageType::MsgHeartbeatResponse
+            | MessageType::MsgRequestVoteResponse
+            | MessageType::MsgRequestPreVoteResponse
+            | MessageType::MsgReadIndexResp
+    )
+}
 
 /// A Ready's entries and hard state, written (not yet synced).
 fn write_ready(
@@ -164,10 +176,8 @@ impl ReadyLoop {
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
                 _ = ticker.tick() => self.on_tick(),
-                input = self.inbox.recv() => match input {
-                    Some(input) => self.on_input(input)?,
-                    None => return Ok(()),
-                },
+                // Never closed: the loop holds a sender of its own.
+                Some(input) = self.inbox.recv() => self.on_input(input)?,
             }
             for _ in 0..INPUTS_PER_READY {
                 match self.inbox.try_recv() {
@@ -192,7 +202,10 @@ impl ReadyLoop {
     fn on_input(&mut self, input: Input) -> Result<(), NodeError> {
         match input {
             Input::Raft(msg) => {
-                self.peers.heard_from(msg.from);
+                // A response proves that our messages reach the peer.
+                if is_response(msg.get_msg_type()) {
+                    self.peers.heard_from(msg.from);
+                }
                 if let Err(e) = self.raw.step(*msg) {
                     // Messages from removed or unknown peers, stale
                     // responses: raft ignores them, and so do we.
@@ -497,5 +510,6 @@ impl ReadyLoop {
             .commit_index
             .set(self.raw.raft.raft_log.committed as i64);
         self.metrics.term.set(self.raw.raft.term as i64);
+        self.metrics.wal_syncs.set(self.store.syncs() as i64);
     }
 }

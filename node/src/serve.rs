@@ -81,10 +81,14 @@ pub fn found(config: &NodeConfig, store: &WalStorage) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Before a blank founding member founds the cluster: refuses if a peer
-/// has applied past the founding entry, which means the cluster runs and
-/// this node's data is gone. Peers that cannot be reached are not asked
-/// again: when every founder starts at once, some are not up yet.
+/// Before a blank founding member founds the cluster: asks the other
+/// founders how much log they hold, until a majority of the founders
+/// (this node counting as one) has answered, and refuses if any holds
+/// more than the founding entry: the cluster runs, and this node's data
+/// is gone. Waiting for a majority, rather than founding when nobody
+/// answers, keeps a blank node from founding the cluster again while the
+/// others restart (after a power cut, say); their listeners answer before
+/// their Ready loops run.
 ///
 /// # Errors
 ///
@@ -93,22 +97,40 @@ pub async fn refuse_if_cluster_exists(
     config: &NodeConfig,
     cluster: ClusterId,
 ) -> Result<(), NodeError> {
-    let asked =
-        config
+    let majority = config.peers.len() / 2 + 1;
+    let mut blank: Vec<u64> = vec![config.id];
+    let mut waited = std::time::Instant::now();
+    while blank.len() < majority {
+        let asked = config
             .peers
             .iter()
-            .filter(|(&id, _)| id != config.id)
+            .filter(|(id, _)| !blank.contains(id))
             .map(|(&id, &addr)| async move {
                 (id, transport::probe(addr, cluster, config.id, id).await)
             });
-    for (peer, applied) in futures::future::join_all(asked).await {
-        if let Some(applied) = applied.filter(|&a| a > 1) {
-            return Err(IdentityError::ClusterExists {
-                me: config.id,
-                peer,
-                applied,
+        for (peer, held) in futures::future::join_all(asked).await {
+            match held {
+                Some(held) if held > 1 => {
+                    return Err(IdentityError::ClusterExists {
+                        me: config.id,
+                        peer,
+                        held,
+                    }
+                    .into())
+                }
+                Some(_) => blank.push(peer),
+                None => {}
             }
-            .into());
+        }
+        if blank.len() < majority {
+            if waited.elapsed() > Duration::from_secs(5) {
+                info!(
+                    "blank founding member: {} of the {majority} founders needed have answered; waiting for the rest",
+                    blank.len()
+                );
+                waited = std::time::Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     Ok(())
@@ -169,14 +191,6 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
             .expect("opening the WAL returns errors, it does not panic")?
     };
     let cluster = ClusterId::of_name(&config.cluster_name);
-    if is_blank(&store)? && !config.join {
-        refuse_if_cluster_exists(&config, cluster).await?;
-        found(&config, &store)?;
-    }
-    cluster.check_or_store(&config.dir)?;
-    let (raw, log) = restore(&config, &store, &raft_logger(id))?;
-    let applied = log.applied();
-
     let metrics = Arc::new(Metrics::new(id));
     let (inbox_tx, inbox) = mpsc::channel(INBOX_REQUESTS);
     let bind = |what, addr| move |source| NodeError::Bind { what, addr, source };
@@ -186,6 +200,26 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
     let api_listener = TcpListener::bind(config.api)
         .await
         .map_err(bind("API address", config.api))?;
+    // Listening before founding: a blank founder waits for its peers'
+    // answers, and they for its own. Messages queue until the loop runs.
+    let identity = transport::Identity {
+        me: id,
+        cluster,
+        store: store.clone(),
+    };
+    tokio::spawn(transport::serve(
+        peer_listener,
+        identity,
+        inbox_tx.clone(),
+        stop.clone(),
+    ));
+    if is_blank(&store)? && !config.join {
+        refuse_if_cluster_exists(&config, cluster).await?;
+        found(&config, &store)?;
+    }
+    cluster.check_or_store(&config.dir)?;
+    let (raw, log) = restore(&config, &store, &raft_logger(id))?;
+    let applied = log.applied();
 
     let mut peers = Peers::new(id, cluster, inbox_tx.clone(), metrics.clone(), stop.clone());
     for (&peer, &addr) in &config.peers {
@@ -212,17 +246,6 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
         persist_jobs,
     )?;
 
-    let identity = transport::Identity {
-        me: id,
-        cluster,
-        metrics: metrics.clone(),
-    };
-    tokio::spawn(transport::serve(
-        peer_listener,
-        identity,
-        inbox_tx.clone(),
-        stop.clone(),
-    ));
     let state = api::ApiState {
         node: NodeHandle::new(inbox_tx, REQUEST_TIMEOUT),
         log,

@@ -43,6 +43,9 @@ async fn malformed_peer_frames_close_the_connection_and_the_node_keeps_serving()
     let mut nodes = one_node(dir.path()).await;
     let raft_addr = nodes.config(1).listen();
 
+    // A first frame longer than any hello is refused before it is read.
+    let long_first = (1u32 << 20).to_be_bytes();
+    assert!(closed_after(raft_addr, &long_first).await.is_empty());
     // Behind this cluster's hello, so the frames reach the message parser.
     let hello = Hello {
         cluster: ClusterId::of_name(&nodes.config(1).cluster_name).0,

@@ -47,7 +47,9 @@ fn options(dir: &tempfile::TempDir, lazyfs: Option<PathBuf>) -> NemesisOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_appends_and_reads_survive_every_fault() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = options(&dir, lazyfs());
+    let lazyfs = lazyfs();
+    let power = lazyfs.is_some();
+    let opts = options(&dir, lazyfs);
     let schedules = env_or("RAFT_NODE_NEMESIS_SCHEDULES", 3);
     let totals = run_schedules(&opts, schedules, |line| println!("{line}")).await;
     println!("{}", totals.render());
@@ -67,6 +69,13 @@ async fn acknowledged_appends_and_reads_survive_every_fault() {
         totals.appends[0] > 0 && totals.reads[0] > 0,
         "no operation was acknowledged"
     );
+    if power {
+        let power_losses: u64 = [Fault::PowerLoss, Fault::PowerLossTwo, Fault::PowerLossAll]
+            .iter()
+            .filter_map(|f| totals.faults.get(f))
+            .sum();
+        assert!(power_losses > 0, "no power loss was injected");
+    }
 }
 
 /// The test of the test: with fdatasync off, a power loss of the whole

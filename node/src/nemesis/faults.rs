@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
@@ -54,15 +55,6 @@ impl Fault {
             Fault::PowerLoss | Fault::PowerLossTwo | Fault::PowerLossAll
         )
     }
-
-    /// Whether the fault takes the leader away, so clients wait for an
-    /// election.
-    pub fn deposes_leader(self) -> bool {
-        matches!(
-            self,
-            Fault::KillLeader | Fault::PowerLossAll | Fault::TransferLeader
-        )
-    }
 }
 
 const FAULTS: [Fault; 10] = [
@@ -97,8 +89,15 @@ pub struct Target<'a> {
 pub struct Injected {
     /// What.
     pub fault: Fault,
-    /// When it began, in microseconds since the clients started.
+    /// When it struck, in microseconds since the clients started.
     pub at_us: u64,
+    /// Whether it took the leader away while the rest of the cluster could
+    /// elect another (the leader killed, powered off, transferred or
+    /// removed), so clients wait for an election.
+    pub deposed_leader: bool,
+    /// For a power loss of a majority: from the cut to the restart, when
+    /// nothing new can be committed.
+    pub majority_down_us: Option<(u64, u64)>,
     /// Whether it ran to the end (a membership change can be given up).
     pub completed: bool,
 }
@@ -122,19 +121,37 @@ pub async fn inject(
         .filter(|f| only.is_empty() || only.contains(f))
         .filter(|f| power || !f.needs_power())
         .collect();
+    let now_us = || t0.elapsed().as_micros() as u64;
+    // Drawn from a shuffled deck of every kind, reshuffled once used up,
+    // so even a short run meets most kinds.
+    let mut deck: Vec<Fault> = Vec::new();
     while Instant::now() < stop_at && !drawn.is_empty() {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1_000))).await;
-        let fault = drawn[rng.gen_range(0..drawn.len())];
+        if deck.is_empty() {
+            deck = drawn.clone();
+            deck.shuffle(rng);
+        }
+        let fault = deck.pop().expect("refilled when empty");
         let ids = target.nodes.ids();
         let victim = ids[rng.gen_range(0..ids.len())];
         let hold = Duration::from_millis(rng.gen_range(300..2_500));
-        let at_us = t0.elapsed().as_micros() as u64;
+        let leader_before = leader(target.nodes).await;
+        let mut at_us = now_us();
+        let mut deposed_leader = false;
+        let mut majority_down_us = None;
         let mut completed = true;
         match fault {
             Fault::Kill | Fault::KillLeader => {
-                let Some(target_id) = pick(fault == Fault::KillLeader, victim, target).await else {
-                    continue;
+                let target_id = if fault == Fault::KillLeader {
+                    match leader_before {
+                        Some(leader) => leader,
+                        None => continue,
+                    }
+                } else {
+                    victim
                 };
+                deposed_leader = leader_before == Some(target_id);
+                at_us = now_us();
                 target.nodes.kill(target_id);
                 tokio::time::sleep(hold).await;
                 // A node that cannot be started again shows as not
@@ -151,8 +168,14 @@ pub async fn inject(
                 while down.len() > count {
                     down.remove(rng.gen_range(0..down.len()));
                 }
+                let majority_down = 2 * down.len() > ids.len();
+                deposed_leader = !majority_down && leader_before.is_some_and(|l| down.contains(&l));
+                at_us = now_us();
                 lose_power(target, &down)?;
                 tokio::time::sleep(hold).await;
+                if majority_down {
+                    majority_down_us = Some((at_us, now_us()));
+                }
                 for id in down {
                     let _ = target.nodes.restart(id);
                 }
@@ -177,40 +200,42 @@ pub async fn inject(
                 cut.iter().for_each(|p| p.set_cut(false));
             }
             Fault::TransferLeader => {
-                let Some(leader) = leader(target.nodes).await else {
+                let Some(leader) = leader_before else {
                     continue;
                 };
                 let others: Vec<u64> = ids.iter().copied().filter(|&id| id != leader).collect();
                 let to = others[rng.gen_range(0..others.len())];
+                at_us = now_us();
                 completed = match Client::connect(target.nodes.api(leader)).await {
                     Ok(mut client) => client.transfer_leader(to).await.is_ok(),
                     Err(_) => false,
                 };
+                deposed_leader = completed;
                 tokio::time::sleep(hold).await;
             }
             Fault::Replace => {
-                let Some(old) = pick(rng.gen_bool(0.5), victim, target).await else {
-                    continue;
+                let old = if rng.gen_bool(0.5) {
+                    match leader_before {
+                        Some(leader) => leader,
+                        None => continue,
+                    }
+                } else {
+                    victim
                 };
+                deposed_leader = leader_before == Some(old);
+                at_us = now_us();
                 completed = replace(target, old).await?;
             }
         }
         injected.push(Injected {
             fault,
             at_us,
+            deposed_leader,
+            majority_down_us,
             completed,
         });
     }
     Ok(injected)
-}
-
-/// The leader if `leader` (none if no leader is known), else `victim`.
-async fn pick(leader_wanted: bool, victim: u64, target: &mut Target<'_>) -> Option<u64> {
-    if leader_wanted {
-        leader(target.nodes).await
-    } else {
-        Some(victim)
-    }
 }
 
 /// SIGKILL, then each node's unsynced writes dropped: a power cut.

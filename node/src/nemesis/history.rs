@@ -14,8 +14,8 @@
 //!    offset, whether the later one was acknowledged or its outcome is
 //!    unknown but it is in the log;
 //! 5. a read has the shape asked for: it starts at `from` (the log keeps
-//!    every offset in a run), holds `min(max, end - from)` records, and
-//!    ends within what it saw;
+//!    every offset in a run) and holds `min(max, end - from)` records, so
+//!    it ends within what it saw;
 //! 6. a read returned exactly the final log's records from its offset;
 //!    it saw every append acknowledged before it was invoked, nothing
 //!    invoked after it completed, and no less than a read that completed
@@ -170,6 +170,14 @@ pub enum Violation {
         /// This read's count.
         end: u64,
     },
+    /// An append invoked while a majority was powered off was
+    /// acknowledged before it came back: nothing new can commit then.
+    AcknowledgedWithoutMajority {
+        /// The value.
+        value: String,
+        /// When it was invoked.
+        invoke_us: u64,
+    },
 }
 
 /// Checks a history against every node's final log.
@@ -218,6 +226,31 @@ pub fn check(history: &[Op], final_logs: &BTreeMap<u64, Vec<String>>) -> Vec<Vio
     check_appends(history, log, &where_is, &mut violations);
     check_reads(history, log, &appends, &mut violations);
     violations
+}
+
+/// Appends invoked inside one of `windows` (microsecond spans in which a
+/// majority was down) and acknowledged before the window closed. Writes
+/// must fail while a majority is down: an acknowledgement there is one
+/// that no quorum can have made durable.
+pub fn acknowledged_while_majority_down(history: &[Op], windows: &[(u64, u64)]) -> Vec<Violation> {
+    history
+        .iter()
+        .filter_map(|op| match &op.kind {
+            OpKind::Append {
+                value,
+                result: Outcome::Ok(_),
+            } if windows
+                .iter()
+                .any(|&(from, to)| op.invoke_us >= from && op.complete_us < to) =>
+            {
+                Some(Violation::AcknowledgedWithoutMajority {
+                    value: value.clone(),
+                    invoke_us: op.invoke_us,
+                })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn check_appends(
@@ -316,7 +349,7 @@ fn check_reads(
             } => {
                 let count = r.records.len() as u64;
                 let expected = (*max as u64).min(r.end.saturating_sub(*from));
-                if r.first != *from || count != expected || r.first + count > r.end {
+                if r.first != *from || count != expected {
                     out.push(Violation::ReadShape {
                         invoke_us: op.invoke_us,
                         from: *from,
@@ -594,6 +627,23 @@ mod tests {
                     end: 3
                 }
             ]
+        );
+    }
+
+    #[test]
+    fn an_append_acknowledged_while_a_majority_is_down_is_caught() {
+        let h = vec![
+            append("before", 0, 20, Outcome::Ok(0)),
+            append("during", 12, 18, Outcome::Ok(1)),
+            append("refused", 12, 18, Outcome::Failed),
+            append("after", 12, 40, Outcome::Ok(2)),
+        ];
+        assert_eq!(
+            acknowledged_while_majority_down(&h, &[(10, 30)]),
+            vec![Violation::AcknowledgedWithoutMajority {
+                value: "during".into(),
+                invoke_us: 12
+            }]
         );
     }
 }

@@ -72,6 +72,14 @@ pub fn codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
+/// The codec of a connection's first frame, the hello: any longer frame
+/// is refused before it is read.
+pub fn hello_codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(HELLO_BYTES)
+        .new_codec()
+}
+
 /// A message's frame payload.
 pub fn encode(msg: &Message) -> Bytes {
     Bytes::from(

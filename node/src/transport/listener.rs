@@ -2,10 +2,11 @@
 //! Ready loop.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use raft_wal_storage::WalStorage;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
@@ -15,7 +16,9 @@ use tracing::{debug, warn, Instrument};
 use super::frame::{self, Hello};
 use crate::cluster_id::ClusterId;
 use crate::handle::Input;
-use crate::metrics::Metrics;
+
+/// How long a new connection may take to send its hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who this listener is, for checking each connection's hello.
 #[derive(Clone)]
@@ -24,8 +27,8 @@ pub struct Identity {
     pub me: u64,
     /// Its cluster.
     pub cluster: ClusterId,
-    /// Its gauges: a probe is answered with the applied index.
-    pub metrics: Arc<Metrics>,
+    /// Its WAL: a probe is answered with the last index it holds.
+    pub store: WalStorage,
 }
 
 /// Accepts peer connections until `stop`; each one is read by its own task.
@@ -72,12 +75,22 @@ async fn read_peer(
 ) {
     let me = identity.me;
     let _ = stream.set_nodelay(true);
-    let mut frames = Framed::new(stream, frame::codec());
+    // The hello is read with its own size as the frame limit and under a
+    // timeout: a stranger gets neither a 64 MiB buffer nor a task that
+    // waits forever.
+    let mut frames = Framed::new(stream, frame::hello_codec());
     let first = tokio::select! {
         _ = stop.cancelled() => return,
-        first = frames.next() => first,
+        first = tokio::time::timeout(HELLO_TIMEOUT, frames.next()) => first,
     };
     let hello = match first {
+        Err(_) => {
+            warn!("peer {remote}: no hello within {HELLO_TIMEOUT:?}; closing the connection");
+            return;
+        }
+        Ok(first) => first,
+    };
+    let hello = match hello {
         None => return,
         Some(Err(e)) => {
             warn!("peer {remote}: bad frame ({e}); closing the connection");
@@ -98,9 +111,10 @@ async fn read_peer(
         );
         return;
     }
+    let mut frames = frames.map_codec(|_| frame::codec());
     if hello.probe {
-        let applied = identity.metrics.applied_index.get().max(0) as u64;
-        let answer = Bytes::copy_from_slice(&applied.to_be_bytes());
+        let held = raft::Storage::last_index(&identity.store).unwrap_or(0);
+        let answer = Bytes::copy_from_slice(&held.to_be_bytes());
         let _ = frames.send(answer).await;
         return;
     }

@@ -42,9 +42,9 @@ fn queued_size(msg: &Message) -> usize {
     entries + msg.get_snapshot().data.len() + 64
 }
 
-/// How far the node at `addr` is: its applied index, or `None` if it
-/// cannot be reached within a second or refuses the hello (another
-/// cluster, another node).
+/// How much log the node at `addr` holds: its last index (1 right after
+/// founding, 0 blank), or `None` if it cannot be reached within a second
+/// or refuses the hello (another cluster, another node).
 pub async fn probe(addr: SocketAddr, cluster: ClusterId, me: u64, to: u64) -> Option<u64> {
     use futures::{SinkExt, StreamExt};
     let asked = async {
@@ -70,8 +70,8 @@ pub async fn probe(addr: SocketAddr, cluster: ClusterId, me: u64, to: u64) -> Op
 struct Queue {
     sender: mpsc::Sender<Message>,
     bytes: Arc<AtomicUsize>,
-    /// Set when a message from the peer arrives: proof of an exchange,
-    /// after which its writer's backoff starts over.
+    /// Set when a response from the peer arrives: proof that our
+    /// messages reach it, after which its writer's backoff starts over.
     heard: Arc<AtomicBool>,
 }
 
@@ -148,7 +148,7 @@ impl Peers {
         );
     }
 
-    /// A message from `id` arrived: the link works both ways.
+    /// A response from `id` arrived: our messages reach it.
     pub fn heard_from(&self, id: u64) {
         if let Some(queue) = self.queues.get(&id) {
             queue.heard.store(true, Ordering::Relaxed);

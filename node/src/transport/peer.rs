@@ -30,7 +30,7 @@ pub(super) struct Writer {
     pub outbox: mpsc::Receiver<Message>,
     /// Bytes of the messages in `outbox`, shared with the sender.
     pub queued_bytes: Arc<AtomicUsize>,
-    /// Set by the loop when a message from this peer arrives.
+    /// Set by the loop when a response from this peer arrives.
     pub heard: Arc<AtomicBool>,
     pub inbox: mpsc::Sender<Input>,
     pub stop: CancellationToken,
@@ -47,7 +47,7 @@ enum Ended {
 impl Writer {
     /// Connects, writes batches until the connection fails, and reconnects
     /// with exponential backoff, until the queue's sender is dropped or the
-    /// node stops. The backoff resets only after an exchange, a message
+    /// node stops. The backoff resets only after an exchange, a response
     /// from the peer arriving while connected: a peer that accepts
     /// connections and then drops them (a proxy whose link is cut, a node
     /// refusing us) is retried ever more slowly, not every 20 ms.
@@ -106,7 +106,6 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.dequeued(&batch);
             let mut written = Ok(());
             for msg in &batch {
                 written = sink.feed(frame::encode(msg)).await;
@@ -121,6 +120,7 @@ impl Writer {
                 Ok(()) => SnapshotStatus::Finish,
                 Err(_) => SnapshotStatus::Failure,
             };
+            self.dequeued(&batch);
             self.report_snapshots(&batch, status).await;
             if let Err(e) = written {
                 info!(
