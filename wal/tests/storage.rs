@@ -251,14 +251,19 @@ fn old_entries_come_from_disk_and_equal_what_was_written() {
     );
 }
 
-#[test]
-fn compaction_reclaims_whole_segments_and_recovery_starts_from_a_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = WalOptions {
+/// Segments of 8 KiB, so a few hundred entries span many.
+fn small_segments() -> WalOptions {
+    WalOptions {
         segment_bytes: 8 << 10,
         retention_entries: 5,
         ..WalOptions::default()
-    };
+    }
+}
+
+#[test]
+fn compaction_reclaims_whole_segments_and_recovery_starts_from_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small_segments();
     let store = WalStorage::open(dir.path(), opts).unwrap();
     store
         .set_conf_state(ConfState {
@@ -300,11 +305,7 @@ fn compaction_reclaims_whole_segments_and_recovery_starts_from_a_checkpoint() {
 #[test]
 fn segments_are_deleted_only_once_the_compaction_is_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = WalOptions {
-        segment_bytes: 8 << 10,
-        retention_entries: 5,
-        ..WalOptions::default()
-    };
+    let opts = small_segments();
     let store = WalStorage::open(dir.path(), opts).unwrap();
     store.set_hard_state(hs(1, 1, 0)).unwrap();
     for first in (1..=600).step_by(20) {

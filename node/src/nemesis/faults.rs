@@ -142,13 +142,9 @@ pub async fn inject(
         let mut completed = true;
         match fault {
             Fault::Kill | Fault::KillLeader => {
-                let target_id = if fault == Fault::KillLeader {
-                    match leader_before {
-                        Some(leader) => leader,
-                        None => continue,
-                    }
-                } else {
-                    victim
+                let Some(target_id) = leader_or(fault == Fault::KillLeader, leader_before, victim)
+                else {
+                    continue;
                 };
                 deposed_leader = leader_before == Some(target_id);
                 at_us = now_us();
@@ -214,13 +210,8 @@ pub async fn inject(
                 tokio::time::sleep(hold).await;
             }
             Fault::Replace => {
-                let old = if rng.gen_bool(0.5) {
-                    match leader_before {
-                        Some(leader) => leader,
-                        None => continue,
-                    }
-                } else {
-                    victim
+                let Some(old) = leader_or(rng.gen_bool(0.5), leader_before, victim) else {
+                    continue;
                 };
                 deposed_leader = leader_before == Some(old);
                 at_us = now_us();
@@ -236,6 +227,15 @@ pub async fn inject(
         });
     }
     Ok(injected)
+}
+
+/// The leader if `leader_wanted` (none if none is known), else `victim`.
+fn leader_or(leader_wanted: bool, leader: Option<u64>, victim: u64) -> Option<u64> {
+    if leader_wanted {
+        leader
+    } else {
+        Some(victim)
+    }
 }
 
 /// SIGKILL, then each node's unsynced writes dropped: a power cut.
