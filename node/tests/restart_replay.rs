@@ -4,9 +4,19 @@
 //! removed, all after the snapshot. Replayed onto the latest configuration
 //! (voters {2}), adding 2 as a learner demotes the only voter and raft
 //! refuses the change; replayed onto the snapshot's ({1}), all three apply.
+//!
+//! And a committed change raft refuses whatever the configuration (here
+//! removing the only voter, as an older node without the proposal-time
+//! checks could commit) is applied as a no-op: the node keeps running,
+//! rather than exiting on it at every restart.
+
+use std::path::Path;
+use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::Storage;
+use raft_node::client::Client;
+use raft_node::cluster::{self, LocalCluster};
 use raft_node::config::NodeConfig;
 use raft_node::serve::{found, open_storage, restore};
 use raft_proto::eraftpb::{
@@ -86,4 +96,39 @@ fn membership_changes_after_the_snapshot_replay_onto_its_configuration() {
         vec![1],
         "raft starts from the snapshot's configuration"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_change_raft_refuses_is_a_no_op_and_the_node_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cluster::plan(1, dir.path()).remove(0);
+    let store = open_storage(&config).unwrap();
+    found(&config, &store).unwrap();
+    store
+        .append(&[change(2, ConfChangeType::RemoveNode, 1)])
+        .unwrap();
+    store
+        .set_hard_state(HardState {
+            term: 1,
+            commit: 2,
+            ..Default::default()
+        })
+        .unwrap();
+    store.sync().unwrap();
+    drop(store);
+
+    let binary = Path::new(env!("CARGO_BIN_EXE_raft-node"));
+    let mut nodes = LocalCluster::start(binary, vec![config]).unwrap();
+    let leader = nodes.wait_for_leader(Duration::from_secs(20)).await;
+    let log = std::fs::read_to_string(nodes.log_path(1)).unwrap();
+    assert_eq!(leader, Ok(1), "{log}");
+    let status = Client::connect(nodes.api(1))
+        .await
+        .unwrap()
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(status.membership.voters, vec![1]);
+    assert!(log.contains("applied as a no-op"), "{log}");
+    nodes.stop(Duration::from_secs(5));
 }
