@@ -37,8 +37,9 @@ enum Command {
     Admin(AdminArgs),
     /// Closed-loop producers against a local cluster of each size given.
     Bench(BenchArgs),
-    /// Faults (kills, pauses, partitions) under client load on a 3-node
-    /// cluster, with the history checked at the end.
+    /// Faults (kills, power loss with --lazyfs, pauses, partitions, leader
+    /// transfers, membership churn) under client load on a 3-node cluster,
+    /// with the history checked at the end.
     Nemesis(NemesisArgs),
 }
 
