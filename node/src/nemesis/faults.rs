@@ -95,8 +95,8 @@ pub struct Injected {
     /// elect another (the leader killed, powered off, transferred or
     /// removed), so clients wait for an election.
     pub deposed_leader: bool,
-    /// For a power loss of a majority: from the cut to the restart, when
-    /// nothing new can be committed.
+    /// For a power loss of a majority: from the moment every victim is
+    /// dead to the restart, when nothing new can be committed.
     pub majority_down_us: Option<(u64, u64)>,
     /// Whether it ran to the end (a membership change can be given up).
     pub completed: bool,
@@ -168,9 +168,12 @@ pub async fn inject(
                 deposed_leader = !majority_down && leader_before.is_some_and(|l| down.contains(&l));
                 at_us = now_us();
                 lose_power(target, &down)?;
+                // From the moment every victim is dead: an append invoked
+                // while they were still being killed may commit.
+                let cut_us = now_us();
                 tokio::time::sleep(hold).await;
                 if majority_down {
-                    majority_down_us = Some((at_us, now_us()));
+                    majority_down_us = Some((cut_us, now_us()));
                 }
                 for id in down {
                     let _ = target.nodes.restart(id);

@@ -444,7 +444,21 @@ pub fn render(report: &NemesisReport, dir: &Path) -> String {
         report.lost_acknowledged,
         report.panics.len(),
         dir.display()
-    )
+    ) + &first_violations(report)
+}
+
+/// The first few violations, on a line of their own, if any.
+fn first_violations(report: &NemesisReport) -> String {
+    if report.violations.is_empty() {
+        return String::new();
+    }
+    let first: Vec<String> = report
+        .violations
+        .iter()
+        .take(3)
+        .map(|v| format!("{v:?}"))
+        .collect();
+    format!("\n  first violations: {}", first.join("; "))
 }
 
 /// Totals over several schedules.
