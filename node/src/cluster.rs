@@ -129,6 +129,21 @@ impl LocalCluster {
         Ok(cluster)
     }
 
+    /// Starts one process per configuration and waits up to 20 s for them
+    /// to agree on a leader; returns the cluster and its leader.
+    ///
+    /// # Errors
+    ///
+    /// A process could not be started, or no leader was agreed on.
+    pub async fn start_led(
+        binary: &Path,
+        configs: Vec<NodeConfig>,
+    ) -> Result<(LocalCluster, u64), String> {
+        let mut nodes = LocalCluster::start(binary, configs).map_err(|e| e.to_string())?;
+        let leader = nodes.wait_for_leader(Duration::from_secs(20)).await?;
+        Ok((nodes, leader))
+    }
+
     /// Starts one more node.
     ///
     /// # Errors

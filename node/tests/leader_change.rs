@@ -15,9 +15,7 @@ fn binary() -> &'static Path {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_forwarded_to_a_deposed_leader_fails_fast_with_503() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = LocalCluster::start(binary(), cluster::plan(3, dir.path())).unwrap();
-    let leader = nodes
-        .wait_for_leader(Duration::from_secs(20))
+    let (mut nodes, leader) = LocalCluster::start_led(binary(), cluster::plan(3, dir.path()))
         .await
         .unwrap();
     let follower = nodes.ids().into_iter().find(|&id| id != leader).unwrap();

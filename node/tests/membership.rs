@@ -50,12 +50,9 @@ async fn wait_for_records(nodes: &LocalCluster, id: u64, records: u64) {
 
 /// Three nodes in `dir` on default settings, and their leader.
 async fn three_nodes(dir: &Path) -> (LocalCluster, u64) {
-    let mut nodes = LocalCluster::start(binary(), cluster::plan(3, dir)).unwrap();
-    let leader = nodes
-        .wait_for_leader(Duration::from_secs(20))
+    LocalCluster::start_led(binary(), cluster::plan(3, dir))
         .await
-        .unwrap();
-    (nodes, leader)
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,9 +63,7 @@ async fn a_joining_node_is_added_as_learner_promoted_and_another_removed() {
         c.snapshot_entries = 500;
         c.log_tail_entries = 100;
     }
-    let mut nodes = LocalCluster::start(binary(), configs.clone()).unwrap();
-    let leader = nodes
-        .wait_for_leader(Duration::from_secs(20))
+    let (mut nodes, leader) = LocalCluster::start_led(binary(), configs.clone())
         .await
         .unwrap();
     append_many(nodes.api(leader), 1_200, "before").await;

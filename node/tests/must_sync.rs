@@ -27,11 +27,7 @@ async fn follower_fsyncs_per_append(persist: Persistence) -> f64 {
         c.persist = persist;
     }
     let binary = Path::new(env!("CARGO_BIN_EXE_raft-node"));
-    let mut nodes = LocalCluster::start(binary, configs).unwrap();
-    let leader = nodes
-        .wait_for_leader(Duration::from_secs(20))
-        .await
-        .unwrap();
+    let (mut nodes, leader) = LocalCluster::start_led(binary, configs).await.unwrap();
     let follower = nodes.ids().into_iter().find(|&id| id != leader).unwrap();
     let mut client = Client::connect(nodes.api(leader)).await.unwrap();
     client.append(vec!["warm-up".into()]).await.unwrap();
