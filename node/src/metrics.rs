@@ -29,6 +29,11 @@ pub struct Metrics {
     /// fdatasyncs the WAL itself counted (`WalStorage::syncs`), whichever
     /// path issued them.
     pub wal_syncs: IntGauge,
+    /// Proposals of this node proposed again after an election lost them.
+    pub appends_retried: IntCounter,
+    /// Entries whose records were not applied: appended in another term
+    /// than the one their proposer stamped them with.
+    pub stale_proposals_skipped: IntCounter,
 }
 
 impl Metrics {
@@ -86,9 +91,19 @@ impl Metrics {
             .expect("valid counter"),
             wal_syncs: IntGauge::new("wal_syncs", "fdatasyncs counted by the WAL")
                 .expect("valid gauge"),
+            appends_retried: IntCounter::new(
+                "appends_retried_total",
+                "Proposals proposed again after an election lost them",
+            )
+            .expect("valid counter"),
+            stale_proposals_skipped: IntCounter::new(
+                "stale_proposals_skipped_total",
+                "Entries not applied: appended outside their stamped term",
+            )
+            .expect("valid counter"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
             Box::new(metrics.commit_latency_seconds.clone()),
             Box::new(metrics.fsyncs.clone()),
             Box::new(metrics.entries_persisted.clone()),
@@ -100,6 +115,8 @@ impl Metrics {
             Box::new(metrics.records.clone()),
             Box::new(metrics.peer_send_failures.clone()),
             Box::new(metrics.wal_syncs.clone()),
+            Box::new(metrics.appends_retried.clone()),
+            Box::new(metrics.stale_proposals_skipped.clone()),
         ];
         for c in collectors {
             metrics.registry.register(c).expect("unique metric names");

@@ -13,17 +13,18 @@
 //! untouched while the disk works.
 //!
 //! This file is the loop itself: inputs, the Ready's steps, persistence
-//! and applying entries. Reads waiting on ReadIndex are in [`reads`],
-//! membership changes and leader transfers in [`changes`], snapshots in
+//! and applying entries. Appends waiting for their entry are in
+//! [`appends`], reads waiting on ReadIndex in [`reads`], membership changes and leader transfers in [`changes`], snapshots in
 //! [`snapshots`].
 
+mod appends;
 mod changes;
 mod reads;
 mod snapshots;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::{RawNode, Ready, StateRole, Storage};
@@ -44,16 +45,12 @@ use crate::persister::PersistJob;
 use crate::request_id::RequestIds;
 use crate::state_machine::{Proposal, RecordLog, Retention};
 use crate::transport::Peers;
+use appends::PendingAppends;
 use reads::PendingReads;
 
 /// Requests taken into one Ready at most, so a flood of clients cannot
 /// starve ticks and peer messages.
 const INPUTS_PER_READY: usize = 4096;
-
-struct PendingAppend {
-    reply: oneshot::Sender<Result<Appended, RequestError>>,
-    proposed_at: Instant,
-}
 
 /// Where the answer to a request goes.
 type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
@@ -113,7 +110,7 @@ pub struct ReadyLoop {
     snapshot_in_flight: bool,
     leader: u64,
     request_ids: RequestIds,
-    appends: HashMap<u64, PendingAppend>,
+    appends: PendingAppends,
     changes: HashMap<u64, Reply<Membership>>,
     reads: PendingReads,
 }
@@ -157,7 +154,7 @@ impl ReadyLoop {
             snapshot_in_flight: false,
             leader: 0,
             request_ids,
-            appends: HashMap::new(),
+            appends: PendingAppends::default(),
             changes: HashMap::new(),
             reads: PendingReads::default(),
         })
@@ -194,7 +191,7 @@ impl ReadyLoop {
     fn on_tick(&mut self) {
         self.raw.tick();
         // Callers that gave up (timed out) no longer need an answer.
-        self.appends.retain(|_, p| !p.reply.is_closed());
+        self.appends.forget_abandoned();
         self.changes.retain(|_, r| !r.is_closed());
         self.reads.forget_abandoned();
     }
@@ -249,20 +246,7 @@ impl ReadyLoop {
         .encode();
         // A follower forwards the proposal to the leader; either way the
         // answer comes when this node applies the entry.
-        match self.raw.propose(vec![], data) {
-            Ok(()) => {
-                self.appends.insert(
-                    seq,
-                    PendingAppend {
-                        reply,
-                        proposed_at: Instant::now(),
-                    },
-                );
-            }
-            Err(_) => {
-                let _ = reply.send(Err(RequestError::NoLeader));
-            }
-        }
+        self.appends.propose(&mut self.raw, seq, data, reply);
     }
 
     /// One pass over a Ready, in raft-rs's documented order.
@@ -295,6 +279,7 @@ impl ReadyLoop {
             Some(jobs) => self.persist_async(ready, jobs).await?,
         }
         self.reads.serve(self.applied());
+        self.appends.retry_lost(&mut self.raw, &self.metrics);
         self.maybe_snapshot()?;
         self.update_gauges();
         Ok(())
@@ -443,6 +428,7 @@ impl ReadyLoop {
 
     async fn apply(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
         for entry in entries {
+            self.appends.on_applied_term(entry.term);
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {
                     self.write_log().skip(entry.index)
@@ -472,17 +458,22 @@ impl ReadyLoop {
 
     fn apply_records(&mut self, entry: &Entry) -> Result<(), NodeError> {
         let proposal = Proposal::decode(&entry.data)?;
+        if !Proposal::in_stamped_term(&entry.context, entry.term)? {
+            // A proposal carried into another term (by a deposed leader
+            // forwarding it on): its proposer proposes it again once it is
+            // lost, so it must not be stored here too.
+            self.metrics.stale_proposals_skipped.inc();
+            self.write_log().skip(entry.index);
+            return Ok(());
+        }
         let offset = self.write_log().apply(entry.index, &proposal.records);
         if proposal.proposer == self.raw.raft.id {
-            if let Some(pending) = self.appends.remove(&proposal.seq) {
-                self.metrics
-                    .commit_latency_seconds
-                    .observe(pending.proposed_at.elapsed().as_secs_f64());
-                let _ = pending.reply.send(Ok(Appended {
-                    offset,
-                    count: proposal.records.len() as u64,
-                }));
-            }
+            let appended = Appended {
+                offset,
+                count: proposal.records.len() as u64,
+            };
+            self.appends
+                .on_applied(proposal.seq, appended, &self.metrics);
         }
         Ok(())
     }

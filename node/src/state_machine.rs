@@ -6,7 +6,11 @@
 //! * an entry's data is one proposal: `proposer u64 | seq u64 | count u32 |
 //!   (len u32 | bytes) * count`, all big-endian. `(proposer, seq)` lets the
 //!   node that took the client's request find its answer when the entry is
-//!   applied, on whichever node raft forwarded it through.
+//!   applied, on whichever node raft forwarded it through. The entry's
+//!   context is the term the proposer was in (`term u64`): its records
+//!   are applied only if the leader appended the entry in that term, so a
+//!   proposal lost in an election can be proposed again without being
+//!   stored twice (see the Ready loop's `appends`).
 //! * a snapshot's data is `start u64 | count u64 | (len u32 | bytes) *
 //!   count`: the retained records and the offset of the first, so a
 //!   follower that fell behind the compacted log is rebuilt from it.
@@ -89,6 +93,31 @@ impl Proposal {
             seq,
             records,
         })
+    }
+}
+
+impl Proposal {
+    /// The context to propose an entry with while in `term`.
+    pub fn stamp(term: u64) -> Vec<u8> {
+        term.to_be_bytes().to_vec()
+    }
+
+    /// Whether an entry appended in `term` with `context` has its records
+    /// applied: only if it is stamped with that term. An entry without a
+    /// stamp, from a node older than stamps, always is.
+    ///
+    /// # Errors
+    ///
+    /// A context that is neither empty nor a term.
+    pub fn in_stamped_term(context: &[u8], term: u64) -> Result<bool, DecodeError> {
+        match <[u8; 8]>::try_from(context) {
+            Ok(stamp) => Ok(u64::from_be_bytes(stamp) == term),
+            Err(_) if context.is_empty() => Ok(true),
+            Err(_) => Err(malformed(
+                "proposal stamp",
+                format!("{} bytes, a term is 8", context.len()),
+            )),
+        }
     }
 }
 
@@ -278,6 +307,15 @@ impl RecordLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_entries_appended_in_their_stamped_term_are_applied() {
+        assert_eq!(Proposal::in_stamped_term(&Proposal::stamp(7), 7), Ok(true));
+        assert_eq!(Proposal::in_stamped_term(&Proposal::stamp(7), 8), Ok(false));
+        assert_eq!(Proposal::in_stamped_term(&Proposal::stamp(8), 7), Ok(false));
+        assert_eq!(Proposal::in_stamped_term(&[], 7), Ok(true));
+        assert!(Proposal::in_stamped_term(&[0; 7], 7).is_err());
+    }
 
     fn keep_records(n: usize) -> Retention {
         Retention {

@@ -27,6 +27,7 @@ impl ReadyLoop {
         *self.log.write().unwrap_or_else(|e| e.into_inner()) = restored;
         self.conf_state = meta.get_conf_state().clone();
         self.last_snapshot = meta.index;
+        self.appends.on_snapshot(meta.term);
         Ok(())
     }
 

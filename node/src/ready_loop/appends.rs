@@ -1,0 +1,140 @@
+//! Appends between the client and the applied entry, and what happens to
+//! them when the leader changes.
+//!
+//! raft loses a proposal without a word when the leader it went to stops
+//! leading before the entry commits, and a follower forwards to the leader
+//! it knows, which may already be deposed. Waiting for the request timeout
+//! would stall every client for its length at every election, and failing
+//! at once would be no better: an entry the old leader appended may still
+//! commit, so a client's retry could store its records twice.
+//!
+//! The loop retries inside the node instead, and knows when a retry is
+//! safe: each proposal is stamped with the term this node is in
+//! ([`Proposal::stamp`]), and every node applies an entry's records only
+//! if the entry was appended in the term it is stamped with. The log's
+//! terms never decrease, so once this node applies any entry of a later
+//! term than a pending proposal's stamp, no copy of that proposal can be
+//! applied any more, on any node: it is proposed again, stamped with the
+//! current term, under the same key. A copy still in flight (a deposed
+//! leader forwarding it on) lands in a later term and is skipped.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use raft::{RawNode, Storage};
+
+use super::Reply;
+use crate::handle::{Appended, RequestError};
+use crate::metrics::Metrics;
+use crate::state_machine::Proposal;
+
+/// A proposal of this node whose entry has not been applied.
+struct PendingAppend {
+    reply: Reply<Appended>,
+    proposed_at: Instant,
+    /// The term it was last proposed in.
+    stamp: u64,
+    /// Its entry data, kept to propose it again.
+    data: Vec<u8>,
+}
+
+/// The appends the loop is holding, by request key.
+#[derive(Default)]
+pub(super) struct PendingAppends {
+    by_key: HashMap<u64, PendingAppend>,
+    /// The highest term of an entry applied here.
+    applied_term: u64,
+    /// Keys whose proposal can no longer be applied, to propose again
+    /// once the Ready being handled is advanced.
+    lost: Vec<u64>,
+}
+
+impl PendingAppends {
+    /// Proposes `data` under `key`, stamped with the current term, or
+    /// refuses it at once with a retryable error when raft drops it (no
+    /// leader known, a leadership transfer under way): nothing was
+    /// appended then.
+    pub(super) fn propose<S: Storage>(
+        &mut self,
+        raw: &mut RawNode<S>,
+        key: u64,
+        data: Vec<u8>,
+        reply: Reply<Appended>,
+    ) {
+        let stamp = raw.raft.term;
+        if raw.propose(Proposal::stamp(stamp), data.clone()).is_err() {
+            let _ = reply.send(Err(RequestError::NoLeader));
+            return;
+        }
+        let pending = PendingAppend {
+            reply,
+            proposed_at: Instant::now(),
+            stamp,
+            data,
+        };
+        self.by_key.insert(key, pending);
+    }
+
+    /// An entry of `term` is being applied: proposals stamped with an
+    /// earlier term are lost for good.
+    pub(super) fn on_applied_term(&mut self, term: u64) {
+        if term <= self.applied_term {
+            return;
+        }
+        self.applied_term = term;
+        let lost = self.by_key.iter().filter(|(_, p)| p.stamp < term);
+        self.lost.extend(lost.map(|(&key, _)| key));
+    }
+
+    /// This node's proposal `key` was applied at `offset`.
+    pub(super) fn on_applied(&mut self, key: u64, appended: Appended, metrics: &Metrics) {
+        if let Some(pending) = self.by_key.remove(&key) {
+            metrics
+                .commit_latency_seconds
+                .observe(pending.proposed_at.elapsed().as_secs_f64());
+            let _ = pending.reply.send(Ok(appended));
+        }
+    }
+
+    /// Proposes the lost proposals again in the current term. Called
+    /// between Readies: raft takes no proposal while one is out.
+    pub(super) fn retry_lost<S: Storage>(&mut self, raw: &mut RawNode<S>, metrics: &Metrics) {
+        for key in std::mem::take(&mut self.lost) {
+            let Some(pending) = self.by_key.remove(&key) else {
+                continue;
+            };
+            metrics.appends_retried.inc();
+            let PendingAppend {
+                reply,
+                proposed_at,
+                data,
+                ..
+            } = pending;
+            self.propose(raw, key, data, reply);
+            if let Some(retried) = self.by_key.get_mut(&key) {
+                retried.proposed_at = proposed_at;
+            }
+        }
+    }
+
+    /// A leader's snapshot replaced the log up to a term of `term`: a
+    /// pending proposal stamped no later may have been applied inside it,
+    /// where its key cannot be seen. Its outcome is unknown, and a retry
+    /// could apply it twice, so it is answered as a timeout is.
+    pub(super) fn on_snapshot(&mut self, term: u64) {
+        self.applied_term = self.applied_term.max(term);
+        let (unknown, waiting): (HashMap<_, _>, HashMap<_, _>) = std::mem::take(&mut self.by_key)
+            .into_iter()
+            .partition(|(_, p)| p.stamp <= term);
+        self.by_key = waiting;
+        self.lost.retain(|key| self.by_key.contains_key(key));
+        for pending in unknown.into_values() {
+            let _ = pending.reply.send(Err(RequestError::Timeout));
+        }
+    }
+
+    /// Forgets appends whose caller gave up (timed out).
+    pub(super) fn forget_abandoned(&mut self) {
+        self.by_key.retain(|_, p| !p.reply.is_closed());
+    }
+}
