@@ -1,7 +1,9 @@
 //! Byte layout of segments and records, as `FORMAT.md` specifies it.
 
 use protobuf::Message as _;
-use raft_proto::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft_proto::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
+
+use crate::snap::SnapshotRef;
 
 /// First bytes of every segment.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"RAFTWAL\0";
@@ -29,14 +31,21 @@ pub enum Kind {
     ConfState = 3,
     /// Entries from an index on are gone.
     Truncate = 4,
-    /// A snapshot; the log restarts after it.
+    /// A snapshot with its data inline; the log restarts after it. Read
+    /// only: written before snapshot files existed.
     Snapshot = 5,
     /// Entries before an index are gone.
     Compact = 6,
     /// Written before each fdatasync.
     Sync = 7,
-    /// A snapshot the application took of its state; the log is unchanged.
+    /// A snapshot the application took of its state, data inline; the
+    /// log is unchanged. Read only, as [`Kind::Snapshot`].
     KeptSnapshot = 8,
+    /// A snapshot whose data is in its file; the log restarts after it.
+    SnapshotFile = 9,
+    /// A snapshot the application took of its state, data in its file; the
+    /// log is unchanged.
+    KeptSnapshotFile = 10,
 }
 
 impl Kind {
@@ -50,6 +59,8 @@ impl Kind {
             6 => Kind::Compact,
             7 => Kind::Sync,
             8 => Kind::KeptSnapshot,
+            9 => Kind::SnapshotFile,
+            10 => Kind::KeptSnapshotFile,
             _ => return None,
         })
     }
@@ -135,6 +146,21 @@ pub fn encode_message(kind: Kind, msg: &dyn protobuf::Message, out: &mut Vec<u8>
 /// Appends a record holding one index.
 pub fn encode_index(kind: Kind, index: u64, out: &mut Vec<u8>) {
     encode(kind, &index.to_le_bytes(), out);
+}
+
+/// Appends a SnapshotFile or KeptSnapshotFile record: the data's length
+/// and CRC32C, then the snapshot's metadata.
+pub fn encode_snapshot_ref(
+    kind: Kind,
+    metadata: &SnapshotMetadata,
+    data: SnapshotRef,
+    out: &mut Vec<u8>,
+) {
+    let start = begin_record(out);
+    out.extend_from_slice(&data.len.to_le_bytes());
+    out.extend_from_slice(&data.crc.to_le_bytes());
+    metadata.write_to_vec(out).expect("raft messages encode");
+    finish_record(kind, start, out);
 }
 
 /// Where one entry of an Entries record lies, relative to the record's
@@ -239,6 +265,26 @@ impl RawRecord<'_> {
         Ok((first, spans))
     }
 
+    /// The metadata of a SnapshotFile or KeptSnapshotFile record, and the
+    /// reference to its data.
+    pub fn snapshot_ref(&self) -> Result<(SnapshotMetadata, SnapshotRef), DecodeError> {
+        let p = self.payload;
+        if p.len() < 12 {
+            return Err(self.malformed("shorter than its header"));
+        }
+        let len = u64::from_le_bytes(p[..8].try_into().unwrap());
+        let crc = u32::from_le_bytes(p[8..12].try_into().unwrap());
+        let metadata = SnapshotMetadata::parse_from_bytes(&p[12..])
+            .map_err(|e| self.malformed(e.to_string()))?;
+        let data = SnapshotRef {
+            index: metadata.index,
+            term: metadata.term,
+            len,
+            crc,
+        };
+        Ok((metadata, data))
+    }
+
     /// The message of a HardState, ConfState or Snapshot record.
     pub fn message<M: protobuf::Message>(&self) -> Result<M, DecodeError> {
         M::parse_from_bytes(self.payload).map_err(|e| self.malformed(e.to_string()))
@@ -288,8 +334,10 @@ pub fn decode(buf: &[u8]) -> Result<RawRecord<'_>, DecodeError> {
 
 /// Messages a checkpoint holds, in the order they are written.
 pub struct Checkpoint<'a> {
-    /// The snapshot.
-    pub snapshot: &'a Snapshot,
+    /// The kept snapshot's metadata.
+    pub snapshot: &'a SnapshotMetadata,
+    /// Its data's file.
+    pub snapshot_data: SnapshotRef,
     /// The configuration.
     pub conf_state: &'a ConfState,
     /// The hard state.
@@ -301,7 +349,12 @@ pub struct Checkpoint<'a> {
 impl Checkpoint<'_> {
     /// Appends the checkpoint records.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        encode_message(Kind::KeptSnapshot, self.snapshot, out);
+        encode_snapshot_ref(
+            Kind::KeptSnapshotFile,
+            self.snapshot,
+            self.snapshot_data,
+            out,
+        );
         encode_message(Kind::ConfState, self.conf_state, out);
         encode_message(Kind::HardState, self.hard_state, out);
         encode_index(Kind::Compact, self.first_index, out);

@@ -21,6 +21,7 @@ mod group;
 mod index;
 mod recovery;
 mod segment;
+mod snap;
 mod storage;
 mod wal;
 

@@ -10,6 +10,7 @@ use crate::error::{io_at, WalError};
 use crate::format::{self, DecodeError, Kind, RawRecord, SEGMENT_HEADER_BYTES};
 use crate::index::{Loc, LogIndex};
 use crate::segment::{self, Segment};
+use crate::snap::{self, SnapFiles, SnapshotRef};
 use crate::wal::Wal;
 use crate::WalOptions;
 
@@ -26,6 +27,8 @@ impl Wal {
             hard_state: HardState::default(),
             conf_state: ConfState::default(),
             snapshot: Snapshot::default(),
+            snapshot_ref: SnapshotRef::default(),
+            snaps: SnapFiles::open(dir)?,
             sync_seq: 0,
             dirty: false,
             syncs: 0,
@@ -70,16 +73,27 @@ impl Wal {
             // Steps 3 and 4: records, up to a torn tail or an error. A
             // segment's checkpoint (the records up to its first Sync)
             // repeats what the segments before it say, so only the oldest
-            // segment's counts; if older ones were reclaimed, its first
-            // Entries record starts the log.
+            // segment's counts. If older ones were reclaimed, the entries
+            // they held are gone: an Entries record that meets an empty log
+            // there starts it, whether it continues the checkpoint's log or
+            // overwrites entries of a reclaimed segment (a Compact later in
+            // this segment, made durable before the reclaim, drops every
+            // index the reclaimed segments held).
             let mut at = SEGMENT_HEADER_BYTES;
             let mut in_checkpoint = true;
-            let mut log_starts_here = i == 0 && seq > 1;
+            let older_reclaimed = i == 0 && seq > 1;
             while at < bytes.len() {
                 match format::decode(&bytes[at..]) {
                     Ok(record) => {
+                        // Every surviving reference keeps its file, the
+                        // checkpoints' that are not replayed too.
+                        if matches!(record.kind, Kind::SnapshotFile | Kind::KeptSnapshotFile) {
+                            if let Ok((_, data)) = record.snapshot_ref() {
+                                wal.snaps.refer(data, seq);
+                            }
+                        }
                         if !in_checkpoint || i == 0 {
-                            if log_starts_here && record.kind == Kind::Entries && wal.log.is_empty()
+                            if older_reclaimed && record.kind == Kind::Entries && wal.log.is_empty()
                             {
                                 let (first, _) =
                                     record.entries().map_err(|e| WalError::Corrupt {
@@ -87,8 +101,7 @@ impl Wal {
                                         offset: at as u64,
                                         reason: e.to_string(),
                                     })?;
-                                wal.log.reset(first.max(wal.log.first_index()));
-                                log_starts_here = false;
+                                wal.log.reset(first);
                             }
                             wal.replay(seq, at as u64, record).map_err(|reason| {
                                 WalError::Corrupt {
@@ -117,7 +130,9 @@ impl Wal {
             wal.durable_len = segment.len;
             wal.segments.push_back(segment);
         }
-        // Step 5: the window.
+        // Step 5: the snapshot's data, from its file.
+        wal.load_snapshot_data()?;
+        // Step 6: the window.
         let last = wal.log.last_index();
         let mut index = last;
         while index >= wal.log.first_index() && index > 0 {
@@ -129,6 +144,23 @@ impl Wal {
             index -= 1;
         }
         Ok(wal)
+    }
+
+    /// Reads the data of the snapshot recovered, and deletes the files no
+    /// segment refers to. A snapshot recovered from an inline record (a
+    /// WAL older than snapshot files) gets its file now, before a new
+    /// segment's checkpoint refers to it.
+    fn load_snapshot_data(&mut self) -> Result<(), WalError> {
+        let data = self.snapshot_ref;
+        if self.snapshot.get_data().is_empty() {
+            let bytes = self.snaps.read(data)?;
+            self.snapshot.set_data(bytes);
+        } else {
+            snap::write(self.snaps.dir(), data, self.snapshot.get_data())?;
+            let active = self.segments.back().expect("a WAL always has a segment");
+            self.snaps.refer(data, active.seq);
+        }
+        self.snaps.remove_strays()
     }
 
     /// Applies one record read back.
@@ -165,13 +197,39 @@ impl Wal {
             Kind::ConfState => self.conf_state = record.message().map_err(|e| e.to_string())?,
             Kind::Snapshot => {
                 let snap: Snapshot = record.message().map_err(|e| e.to_string())?;
-                self.restore(snap);
+                let data = inline_ref(&snap);
+                self.restore(snap, data);
             }
-            Kind::KeptSnapshot => self.snapshot = record.message().map_err(|e| e.to_string())?,
+            Kind::KeptSnapshot => {
+                self.snapshot = record.message().map_err(|e| e.to_string())?;
+                self.snapshot_ref = inline_ref(&self.snapshot);
+            }
+            Kind::SnapshotFile => {
+                let (metadata, data) = record.snapshot_ref().map_err(|e| e.to_string())?;
+                let snap = Snapshot {
+                    metadata: Some(metadata).into(),
+                    ..Snapshot::default()
+                };
+                self.restore(snap, data);
+            }
+            Kind::KeptSnapshotFile => {
+                let (metadata, data) = record.snapshot_ref().map_err(|e| e.to_string())?;
+                self.snapshot = Snapshot {
+                    metadata: Some(metadata).into(),
+                    ..Snapshot::default()
+                };
+                self.snapshot_ref = data;
+            }
             Kind::Sync => self.sync_seq = record.index().map_err(|e| e.to_string())?,
         }
         Ok(())
     }
+}
+
+/// The reference an inline snapshot's data gets once written to its file.
+fn inline_ref(snap: &Snapshot) -> SnapshotRef {
+    let meta = snap.get_metadata();
+    SnapshotRef::of(meta.index, meta.term, snap.get_data())
 }
 
 /// Whether a record that failed to decode is a torn write at the end of the

@@ -7,6 +7,7 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_proto::eraftpb::{ConfState, Entry, HardState, Snapshot};
 
 use crate::error::WalError;
+use crate::snap::{self, SnapshotRef};
 use crate::wal::{ReadError, SyncTicket, Wal};
 use crate::WalOptions;
 
@@ -108,7 +109,13 @@ impl WalStorage {
     /// [`WalError::Rejected`] if the snapshot is older than the first
     /// index; I/O errors.
     pub fn apply_snapshot(&self, snap: Snapshot) -> Result<(), WalError> {
-        self.wl().apply_snapshot(snap)
+        let data = self.write_snapshot_file(&snap)?;
+        let mut wal = self.wl();
+        let applied = wal.apply_snapshot(snap, data);
+        if applied.is_err() {
+            wal.snaps.forget(data)?;
+        }
+        applied
     }
 
     /// Records a snapshot the application took of its own state (at an
@@ -120,7 +127,23 @@ impl WalStorage {
     /// [`WalError::Rejected`] for a snapshot older than the current one,
     /// past the log, or of another term than the log's; I/O errors.
     pub fn set_snapshot(&self, snap: Snapshot) -> Result<(), WalError> {
-        self.wl().set_snapshot(snap)
+        let data = self.write_snapshot_file(&snap)?;
+        let mut wal = self.wl();
+        let kept = wal.set_snapshot(snap, data);
+        if kept.is_err() {
+            wal.snaps.forget(data)?;
+        }
+        kept
+    }
+
+    /// Writes a snapshot's data to its own file, durably, without the
+    /// WAL's lock: appends go on meanwhile, whatever the state's size.
+    fn write_snapshot_file(&self, snap: &Snapshot) -> Result<SnapshotRef, WalError> {
+        let dir = self.rl().snaps.dir().to_path_buf();
+        let meta = snap.get_metadata();
+        let data = SnapshotRef::of(meta.index, meta.term, snap.get_data());
+        snap::write(&dir, data, snap.get_data())?;
+        Ok(data)
     }
 
     /// The active segment and its length as of the last sync: what a power

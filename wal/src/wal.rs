@@ -12,6 +12,7 @@ use crate::error::{io_at, WalError};
 use crate::format::{self, Checkpoint, Kind};
 use crate::index::{Loc, LogIndex};
 use crate::segment::{self, Segment};
+use crate::snap::{self, SnapFiles, SnapshotRef};
 use crate::{SyncPolicy, WalOptions};
 
 /// Why a read fails: raft's three storage answers, or an I/O error.
@@ -49,7 +50,11 @@ pub struct Wal {
     pub(crate) log: LogIndex,
     pub(crate) hard_state: HardState,
     pub(crate) conf_state: ConfState,
+    /// The snapshot served, data included.
     pub(crate) snapshot: Snapshot,
+    /// Where its data lies in `snaps`.
+    pub(crate) snapshot_ref: SnapshotRef,
+    pub(crate) snaps: SnapFiles,
     pub(crate) sync_seq: u64,
     /// Bytes written since the last sync.
     pub(crate) dirty: bool,
@@ -175,6 +180,7 @@ impl Wal {
         format::encode_index(Kind::Sync, self.sync_seq, &mut first);
         let seq = self.active().seq + 1;
         let segment = Segment::create(&self.dir, seq, &first)?;
+        self.snaps.refer(self.snapshot_ref, seq);
         self.durable_len = segment.len;
         self.segments.push_back(segment);
         Ok(())
@@ -182,7 +188,8 @@ impl Wal {
 
     pub(crate) fn checkpoint(&self) -> Checkpoint<'_> {
         Checkpoint {
-            snapshot: &self.snapshot,
+            snapshot: self.snapshot.get_metadata(),
+            snapshot_data: self.snapshot_ref,
             conf_state: &self.conf_state,
             hard_state: &self.hard_state,
             first_index: self.log.first_index(),
@@ -287,8 +294,27 @@ impl Wal {
         Ok(())
     }
 
-    /// Replaces the log with a snapshot (as `MemStorage::apply_snapshot`).
-    pub fn apply_snapshot(&mut self, snap: Snapshot) -> Result<(), WalError> {
+    /// Writes a record referring to `snap`'s data file, which
+    /// [`snap::write`] made durable outside the lock (written again here
+    /// if compaction reclaimed a file of the same name meanwhile).
+    fn write_snapshot_ref(
+        &mut self,
+        kind: Kind,
+        snap: &Snapshot,
+        data: SnapshotRef,
+    ) -> Result<(), WalError> {
+        snap::write(self.snaps.dir(), data, snap.get_data())?;
+        let meta = snap.get_metadata();
+        let mut buf = Vec::new();
+        format::encode_snapshot_ref(kind, meta, data, &mut buf);
+        let (seq, _) = self.write(&buf)?;
+        self.snaps.refer(data, seq);
+        self.after_write()
+    }
+
+    /// Replaces the log with a snapshot (as `MemStorage::apply_snapshot`),
+    /// whose data is already in its file (`data`).
+    pub fn apply_snapshot(&mut self, snap: Snapshot, data: SnapshotRef) -> Result<(), WalError> {
         let index = snap.get_metadata().index;
         if index < self.log.first_index() {
             return Err(WalError::Rejected(format!(
@@ -296,24 +322,26 @@ impl Wal {
                 self.log.first_index()
             )));
         }
-        self.write_message(Kind::Snapshot, &snap)?;
-        self.restore(snap);
+        self.write_snapshot_ref(Kind::SnapshotFile, &snap, data)?;
+        self.restore(snap, data);
         Ok(())
     }
 
     /// The state change of a snapshot, at write and at recovery alike.
-    pub(crate) fn restore(&mut self, snap: Snapshot) {
+    pub(crate) fn restore(&mut self, snap: Snapshot, data: SnapshotRef) {
         let meta = snap.get_metadata();
         self.log.reset(meta.index + 1);
         self.hard_state.commit = meta.index;
         self.hard_state.term = self.hard_state.term.max(meta.term);
         self.conf_state = meta.get_conf_state().clone();
         self.snapshot = snap;
+        self.snapshot_ref = data;
     }
 
-    /// Records a snapshot the application took of its own state, which
-    /// `snapshot` then serves; the log is unchanged (compact separately).
-    pub fn set_snapshot(&mut self, snap: Snapshot) -> Result<(), WalError> {
+    /// Records a snapshot the application took of its own state, whose data
+    /// is already in its file (`data`), which `snapshot` then serves; the
+    /// log is unchanged (compact separately).
+    pub fn set_snapshot(&mut self, snap: Snapshot, data: SnapshotRef) -> Result<(), WalError> {
         let meta = snap.get_metadata();
         let current = self.snapshot.get_metadata().index;
         if meta.index < current || meta.index > self.log.last_index() {
@@ -329,8 +357,9 @@ impl Wal {
                 meta.index, meta.term, loc.term
             )));
         }
-        self.write_message(Kind::KeptSnapshot, &snap)?;
+        self.write_snapshot_ref(Kind::KeptSnapshotFile, &snap, data)?;
         self.snapshot = snap;
+        self.snapshot_ref = data;
         Ok(())
     }
 
@@ -384,7 +413,8 @@ impl Wal {
         if removed {
             segment::sync_dir(&self.dir)?;
         }
-        Ok(())
+        let oldest = self.segments.front().expect("a WAL always has a segment");
+        self.snaps.reclaim(oldest.seq, self.snapshot_ref)
     }
 
     /// Reads entry `index` from its segment.

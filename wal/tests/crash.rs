@@ -1,8 +1,11 @@
-//! Crash safety with real processes: a child appends (and overwrites) and
-//! syncs, reporting each operation before it writes and after it is
-//! durable; the parent kills it with SIGKILL at a random moment, reopens
-//! the WAL and checks that it holds every acknowledged operation, with
-//! identical bytes, and nothing but what the operations after it wrote.
+//! Crash safety with real processes: a child appends (and overwrites),
+//! now and then keeps a snapshot of its state (a file of its own) and
+//! compacts the log behind it, and syncs, reporting each operation before
+//! it writes and after it is durable; the parent kills it with SIGKILL at a
+//! random moment, reopens the WAL and checks that it holds every
+//! acknowledged operation, with identical bytes, and nothing but what the
+//! operations after it wrote; and that the snapshot served is one the
+//! child kept, no older than the last acknowledged, with its bytes.
 //!
 //! `WAL_CRASH_KILLS=200 cargo test -p raft-wal-storage --release --test
 //! crash` is the long mode; the default run kills 5 times.
@@ -14,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use raft::{GetEntriesContext, Storage};
-use raft_proto::eraftpb::Entry;
+use raft_proto::eraftpb::{Entry, Snapshot};
 use raft_wal_storage::{WalOptions, WalStorage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -22,6 +25,9 @@ use rand::{Rng, SeedableRng};
 const CHILD_DIR: &str = "WAL_CRASH_CHILD_DIR";
 const CHILD_SEED: &str = "WAL_CRASH_CHILD_SEED";
 const ENTRY_BYTES: usize = 256;
+const STATE_BYTES: usize = 64 << 10;
+/// Entries kept before a snapshot when the log is compacted behind it.
+const TAIL: u64 = 8;
 
 /// One operation: entries `start..=end` at `term` replace whatever the log
 /// held from `start` on.
@@ -41,7 +47,16 @@ fn entry(index: u64, term: u64) -> Entry {
     }
 }
 
-/// The child: appends and overwrites until killed.
+/// The state kept at entry `index` of `term`.
+fn snapshot(index: u64, term: u64) -> Snapshot {
+    let mut snap = Snapshot::default();
+    snap.mut_metadata().index = index;
+    snap.mut_metadata().term = term;
+    snap.data = common::data(index, term, STATE_BYTES).into();
+    snap
+}
+
+/// The child: appends, overwrites and snapshots until killed.
 fn child(dir: &str, seed: u64) -> ! {
     let store = WalStorage::open(
         dir,
@@ -59,12 +74,25 @@ fn child(dir: &str, seed: u64) -> ! {
     } else {
         store.term(last).unwrap()
     };
+    let mut kept = store.snapshot(0, 0).unwrap().get_metadata().index;
     loop {
-        let op = if last > 0 && rng.gen_bool(0.2) {
+        if last > kept && rng.gen_bool(0.1) {
+            writeln!(out, "snapshot {last}").unwrap();
+            out.flush().unwrap();
+            store.set_snapshot(snapshot(last, term)).unwrap();
+            store.compact(last.saturating_sub(TAIL).max(1)).unwrap();
+            store.sync().unwrap();
+            writeln!(out, "ack").unwrap();
+            out.flush().unwrap();
+            kept = last;
+            continue;
+        }
+        let op = if last > kept + 1 && rng.gen_bool(0.2) {
             term += 1;
+            // Like raft, never below what a snapshot holds.
             let start = (last + 1)
                 .saturating_sub(rng.gen_range(1..=8))
-                .max(store.first_index().unwrap());
+                .max(kept + 1);
             Op {
                 start,
                 end: start + rng.gen_range(0..8),
@@ -106,8 +134,10 @@ fn acknowledged_entries_survive_sigkill() {
         .unwrap_or(5);
     let dir = tempfile::tempdir().unwrap();
     let mut rng = StdRng::seed_from_u64(620);
-    // Terms of entries 1..=len, as last recovered.
+    // Terms of entries 1..=len, as last recovered (those compacted away
+    // included), and the index of the last snapshot acknowledged.
     let mut log: Vec<u64> = Vec::new();
+    let mut snapshot_acked = 0;
     let mut acked_total = 0;
     for round in 0..kills {
         let mut child = Command::new(std::env::current_exe().unwrap())
@@ -134,9 +164,11 @@ fn acknowledged_entries_survive_sigkill() {
         child.wait().unwrap();
         let lines = reader.join().unwrap();
 
-        // Operations in order, and how many were acknowledged.
+        // Operations in order, and how many were acknowledged; snapshots
+        // asked for, and the last acknowledged.
         let mut ops = Vec::new();
         let mut acked = 0;
+        let mut snapshot_asked = 0;
         for line in &lines {
             // The test harness's own "test ... " may start the first line.
             let words: Vec<&str> = line.split_whitespace().collect();
@@ -144,12 +176,18 @@ fn acknowledged_entries_survive_sigkill() {
                 .iter()
                 .position(|w| *w == "begin" || *w == "ack")
                 .unwrap_or(words.len());
+            let from = words.iter().position(|w| *w == "snapshot").unwrap_or(from);
             match &words[from..] {
-                ["begin", s, e, t] => ops.push(Op {
-                    start: s.parse().unwrap(),
-                    end: e.parse().unwrap(),
-                    term: t.parse().unwrap(),
-                }),
+                ["begin", s, e, t] => {
+                    ops.push(Op {
+                        start: s.parse().unwrap(),
+                        end: e.parse().unwrap(),
+                        term: t.parse().unwrap(),
+                    });
+                    snapshot_asked = 0;
+                }
+                ["snapshot", index] => snapshot_asked = index.parse().unwrap(),
+                ["ack"] if snapshot_asked > 0 => snapshot_acked = snapshot_asked,
                 ["ack"] => acked = ops.len(),
                 _ => {}
             }
@@ -157,9 +195,9 @@ fn acknowledged_entries_survive_sigkill() {
         acked_total += acked;
 
         let store = WalStorage::open(dir.path(), WalOptions::default()).unwrap();
-        let last = store.last_index().unwrap();
+        let (first, last) = (store.first_index().unwrap(), store.last_index().unwrap());
         let recovered: Vec<Entry> = store
-            .entries(1, last + 1, None, GetEntriesContext::empty(false))
+            .entries(first, last + 1, None, GetEntriesContext::empty(false))
             .unwrap();
         let recovered_terms: Vec<u64> = recovered.iter().map(|e| e.term).collect();
         for e in &recovered {
@@ -185,21 +223,42 @@ fn acknowledged_entries_survive_sigkill() {
             apply(&mut expected, op, true);
             candidates.push(expected.clone());
         }
+        let kept = store.snapshot(0, 0).unwrap();
+        let kept_at = kept.get_metadata().index;
         assert!(
-            candidates.contains(&recovered_terms),
-            "round {round}: recovered {} entries, {} acknowledged ops of {}",
-            recovered_terms.len(),
-            acked,
-            ops.len()
+            kept_at >= snapshot_acked,
+            "round {round}: snapshot at {kept_at}, {snapshot_acked} was acknowledged"
         );
-        log = recovered_terms;
+        if kept_at > 0 {
+            assert_eq!(
+                kept,
+                snapshot(kept_at, kept.get_metadata().term),
+                "round {round}: the snapshot at {kept_at} has other bytes"
+            );
+        }
+        // The log from the first index on, and the snapshot's term at its
+        // index, are those of one candidate.
+        let matching = candidates.into_iter().find(|c| {
+            c.len() as u64 == last
+                && c[(first - 1) as usize..] == recovered_terms[..]
+                && (kept_at == 0 || c[(kept_at - 1) as usize] == kept.get_metadata().term)
+        });
+        let Some(matching) = matching else {
+            panic!(
+                "round {round}: recovered entries {first}..={last}, {} acknowledged ops of {}",
+                acked,
+                ops.len()
+            );
+        };
+        log = matching;
     }
     eprintln!(
-        "{kills} kills, {acked_total} acknowledged operations, {} entries at the end",
+        "{kills} kills, {acked_total} acknowledged operations, {} entries at the end, \
+         the last snapshot acknowledged at {snapshot_acked}",
         log.len()
     );
     assert!(
-        acked_total as u64 > kills,
-        "the child acknowledged {acked_total} operations"
+        acked_total as u64 > kills && snapshot_acked > 0,
+        "the child acknowledged {acked_total} operations, a snapshot at {snapshot_acked}"
     );
 }

@@ -56,17 +56,18 @@ proptest! {
         if let Ok(record) = decode(&bytes) {
             let _ = record.entries();
             let _ = record.index();
+            let _ = record.snapshot_ref();
         }
     }
 
     #[test]
     fn the_decoder_never_panics_on_damaged_records(
         payload in proptest::collection::vec(any::<u8>(), 0..128),
-        kind in 1u8..9,
+        kind in 1u8..11,
         flip in any::<prop::sample::Index>(),
         cut in any::<prop::sample::Index>(),
     ) {
-        let kinds = [Kind::Entries, Kind::HardState, Kind::ConfState, Kind::Truncate, Kind::Snapshot, Kind::Compact, Kind::Sync, Kind::KeptSnapshot];
+        let kinds = [Kind::Entries, Kind::HardState, Kind::ConfState, Kind::Truncate, Kind::Snapshot, Kind::Compact, Kind::Sync, Kind::KeptSnapshot, Kind::SnapshotFile, Kind::KeptSnapshotFile];
         let mut out = Vec::new();
         encode(kinds[(kind - 1) as usize], &payload, &mut out);
         let i = flip.index(out.len());
@@ -75,6 +76,7 @@ proptest! {
         if let Ok(record) = decode(&out[..end]) {
             let _ = record.entries();
             let _ = record.index();
+            let _ = record.snapshot_ref();
         }
     }
 }

@@ -323,6 +323,38 @@ fn segments_are_deleted_only_once_the_compaction_is_durable() {
     );
 }
 
+/// Two overwrites in a new segment, the second reaching further back into
+/// the previous segment's entries, then compaction past them, which
+/// reclaims that segment: recovery starts at the overwrites' segment,
+/// whose second Entries record starts below the first one's.
+#[test]
+fn an_overwrite_into_a_reclaimed_segment_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small_segments();
+    let store = WalStorage::open(dir.path(), opts).unwrap();
+    let mut last = 0;
+    while store.segments() < 2 {
+        store.append(&entries(last + 1, last + 20, 1)).unwrap();
+        last += 20;
+    }
+    store.append(&entries(last - 1, last + 5, 2)).unwrap();
+    store.append(&entries(last - 3, last + 5, 3)).unwrap();
+    store.compact(last - 2).unwrap();
+    store.sync().unwrap();
+    assert_eq!(store.segments(), 1, "the first segment was not reclaimed");
+    drop(store);
+
+    let store = WalStorage::open(dir.path(), opts).unwrap();
+    assert_eq!(
+        (store.first_index().unwrap(), store.last_index().unwrap()),
+        (last - 2, last + 5)
+    );
+    assert_eq!(
+        store.entries(last - 2, last + 6, None, ctx()).unwrap(),
+        entries(last - 2, last + 5, 3)
+    );
+}
+
 #[test]
 fn storage_is_clone_send_and_sync() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}

@@ -33,6 +33,7 @@ fn only_segment(dir: &Path) -> PathBuf {
     let mut segments: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
         .collect();
     segments.sort();
     segments.pop().unwrap()
@@ -40,8 +41,12 @@ fn only_segment(dir: &Path) -> PathBuf {
 
 fn copy_dir(from: &Path) -> tempfile::TempDir {
     let to = tempfile::tempdir().unwrap();
+    // Segments only: these WALs hold no snapshot files.
     for entry in fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            continue;
+        }
         fs::copy(entry.path(), to.path().join(entry.file_name())).unwrap();
     }
     to
