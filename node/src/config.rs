@@ -33,10 +33,6 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Room left in a peer frame for a MsgSnapshot's fields besides the
-/// snapshot data (metadata, configuration).
-const SNAPSHOT_MESSAGE_OVERHEAD: usize = 1 << 20;
-
 /// Everything one node needs to start.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -84,8 +80,8 @@ pub struct NodeConfig {
     pub retention_records: usize,
     /// Bytes of record data the log keeps, the most recent (the newest
     /// record always stays). With `retention_records` it bounds the
-    /// snapshot, which must fit in one peer frame; give every node the
-    /// same value.
+    /// snapshot, which a peer sends in chunks and puts back together up to
+    /// 1 GiB; give every node the same value.
     #[serde(default = "defaults::retention_bytes")]
     pub retention_bytes: usize,
     /// How a Ready's writes become durable.
@@ -257,15 +253,14 @@ impl NodeConfig {
         }
         let snapshot = self
             .retention()
-            .max_snapshot_bytes(crate::api::MAX_BODY_BYTES)
-            .saturating_add(SNAPSHOT_MESSAGE_OVERHEAD);
-        if snapshot > crate::transport::MAX_FRAME_BYTES {
+            .max_snapshot_bytes(crate::api::MAX_BODY_BYTES);
+        if snapshot > crate::transport::MAX_SNAPSHOT_BYTES {
             return invalid(format!(
                 "retention_bytes ({}) and retention_records ({}) allow a snapshot of {snapshot} bytes, \
-                 past the peer frame limit of {} bytes: lower them",
+                 past the {} bytes a peer puts back together: lower them",
                 self.retention_bytes,
                 self.retention_records,
-                crate::transport::MAX_FRAME_BYTES
+                crate::transport::MAX_SNAPSHOT_BYTES
             ));
         }
         Ok(())
@@ -344,12 +339,14 @@ mod tests {
     }
 
     #[test]
-    fn a_retention_whose_snapshot_outgrows_a_frame_is_refused() {
+    fn a_retention_whose_snapshot_outgrows_what_a_peer_assembles_is_refused() {
         let mut c = three();
         assert!(c.check().is_ok(), "the defaults fit");
-        c.retention_bytes = crate::transport::MAX_FRAME_BYTES;
+        c.retention_bytes = 2 * crate::transport::MAX_FRAME_BYTES;
+        assert!(c.check().is_ok(), "a snapshot over a frame goes in chunks");
+        c.retention_bytes = crate::transport::MAX_SNAPSHOT_BYTES;
         let e = c.check().unwrap_err().to_string();
-        assert!(e.contains("past the peer frame limit"), "{e}");
+        assert!(e.contains("a peer puts back together"), "{e}");
     }
 
     #[test]

@@ -17,10 +17,10 @@
 //!
 //! Like a broker partition, the log keeps the most recent records within
 //! a [`Retention`], in records and in bytes: offsets keep counting, older
-//! records are dropped. That bounds the memory and, above all, the
-//! snapshot, which must fit in one peer frame (the node's configuration
-//! checks that it does) and which the WAL writes whole (and again at the
-//! head of every new segment).
+//! records are dropped. That bounds the memory and the snapshot, which
+//! the WAL writes to a file of its own and a leader sends to a follower in
+//! chunks (the node's configuration checks that it stays under what a peer
+//! puts back together).
 
 use std::collections::VecDeque;
 

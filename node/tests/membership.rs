@@ -171,6 +171,65 @@ async fn a_joining_node_is_added_as_learner_promoted_and_another_removed() {
 /// one is refused with a 409 that names raft's reason, and the node keeps
 /// serving. Before, the change was committed and node 1 exited with
 /// `error: raft: removed all voters`, at every restart again.
+/// The leader's state, larger than a peer frame, reaches a new learner:
+/// the snapshot goes out in chunks and is put back together there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_catches_up_from_a_snapshot_larger_than_a_frame() {
+    const RECORDS: u64 = 40;
+    const RECORD_BYTES: usize = 1_900_000;
+    assert!(RECORDS as usize * RECORD_BYTES > raft_node::transport::MAX_FRAME_BYTES);
+    let dir = tempfile::tempdir().unwrap();
+    let mut configs = cluster::plan(1, dir.path());
+    configs[0].snapshot_entries = 5;
+    configs[0].log_tail_entries = 1;
+    configs[0].retention_bytes = 2 * raft_node::transport::MAX_FRAME_BYTES;
+    let (mut nodes, leader) = LocalCluster::start_led(binary(), configs.clone())
+        .await
+        .unwrap();
+    let mut client = Client::connect(nodes.api(leader)).await.unwrap();
+    for i in 0..RECORDS {
+        let record = format!("{i:02}{}", "x".repeat(RECORD_BYTES - 2));
+        client.append(vec![record]).await.unwrap();
+    }
+
+    let addrs = cluster::free_addrs(2);
+    let mut joiner = NodeConfig::new(
+        2,
+        dir.path().join("node-2"),
+        addrs[1],
+        configs[0].peers.clone(),
+    );
+    joiner.peers.insert(2, addrs[0]);
+    joiner.join = true;
+    joiner.retention_bytes = configs[0].retention_bytes;
+    nodes.add(joiner).unwrap();
+    client
+        .change_membership(&MembershipChange::AddLearner {
+            id: 2,
+            addr: addrs[0],
+        })
+        .await
+        .unwrap();
+    wait_for_records(&nodes, 2, RECORDS).await;
+
+    let joiner_log = std::fs::read_to_string(nodes.log_path(2)).unwrap();
+    assert!(
+        joiner_log.contains("installing a snapshot"),
+        "the learner caught up without a snapshot:\n{joiner_log}"
+    );
+    let (first, records) = Client::connect(nodes.api(2))
+        .await
+        .unwrap()
+        .read_all()
+        .await
+        .unwrap();
+    assert_eq!((first, records.len() as u64), (0, RECORDS));
+    for (i, record) in records.iter().enumerate() {
+        assert!(record.starts_with(&format!("{i:02}x")) && record.len() == RECORD_BYTES);
+    }
+    nodes.stop(Duration::from_secs(5));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_the_last_voter_is_refused_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,19 +2,36 @@
 //! encoding, behind a 4-byte big-endian length. A writer puts as many frames
 //! into one write as it has queued.
 //!
+//! A snapshot's data larger than [`SNAPSHOT_CHUNK_BYTES`] goes out in
+//! chunks, each in a frame of its own: the MsgSnapshot with one chunk as its
+//! data and the chunk's place in the whole as its context. The receiver
+//! puts them back together ([`SnapshotChunks`]) before raft sees the
+//! message, so a state larger than a frame still reaches a follower.
+//!
 //! Every connection opens with a [`Hello`] frame naming the cluster, the
 //! sender and the receiver. A probe connection (a node about to found the
 //! cluster asking whether it already runs) gets one answer frame, the
 //! receiver's applied index, and is closed.
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use protobuf::Message as _;
-use raft_proto::eraftpb::Message;
+use raft_proto::eraftpb::{Message, MessageType};
 use tokio_util::codec::LengthDelimitedCodec;
 
 /// The largest frame accepted: a length past it is a corrupt or hostile
 /// peer, and is refused before anything is allocated for it.
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
+
+/// Snapshot data goes out in chunks of at most this size.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 16 << 20;
+
+/// The largest snapshot data a node puts back together from chunks: a
+/// larger total is a corrupt or hostile peer.
+pub const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
+
+/// Opens a chunk's context, before its offset and the data's total size.
+const CHUNK_MAGIC: &[u8; 8] = b"snapchnk";
+const CHUNK_CONTEXT_BYTES: usize = 8 + 8 + 8;
 
 /// The first frame of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +105,112 @@ pub fn encode(msg: &Message) -> Bytes {
     )
 }
 
+/// The frame payloads of a message: one, or one per chunk of a snapshot's
+/// data larger than [`SNAPSHOT_CHUNK_BYTES`]. Chunks share the message's
+/// buffer: nothing is copied but the small fields.
+pub fn encode_frames(msg: &Message) -> Vec<Bytes> {
+    let data = &msg.get_snapshot().data;
+    if msg.get_msg_type() != MessageType::MsgSnapshot || data.len() <= SNAPSHOT_CHUNK_BYTES {
+        return vec![encode(msg)];
+    }
+    let total = data.len();
+    (0..total)
+        .step_by(SNAPSHOT_CHUNK_BYTES)
+        .map(|offset| {
+            let mut chunk = msg.clone();
+            let end = (offset + SNAPSHOT_CHUNK_BYTES).min(total);
+            chunk.mut_snapshot().data = data.slice(offset..end);
+            let mut context = Vec::with_capacity(CHUNK_CONTEXT_BYTES);
+            context.put_slice(CHUNK_MAGIC);
+            context.put_u64(offset as u64);
+            context.put_u64(total as u64);
+            chunk.context = context.into();
+            encode(&chunk)
+        })
+        .collect()
+}
+
+/// A snapshot being put back together on one connection.
+struct Assembly {
+    /// The first chunk, its data taken.
+    msg: Message,
+    data: BytesMut,
+    total: usize,
+}
+
+/// Puts chunked snapshots back together, one connection's worth. The
+/// chunks of a snapshot come in order on one connection, as one writer
+/// sends them; anything else is a broken or hostile peer.
+#[derive(Default)]
+pub struct SnapshotChunks {
+    assembling: Option<Assembly>,
+}
+
+impl SnapshotChunks {
+    /// Takes a message read from the connection: returns it if it is
+    /// whole, or the snapshot once its last chunk is in; `None` while
+    /// chunks are missing.
+    ///
+    /// # Errors
+    ///
+    /// A chunk out of order, past its total, or of a total over
+    /// [`MAX_SNAPSHOT_BYTES`].
+    pub fn take(&mut self, mut msg: Message) -> Result<Option<Message>, String> {
+        let Some((offset, total)) = chunk_place(&msg) else {
+            return Ok(Some(msg));
+        };
+        let chunk = std::mem::take(&mut msg.mut_snapshot().data);
+        if total > MAX_SNAPSHOT_BYTES || chunk.is_empty() {
+            return Err(format!(
+                "a snapshot chunk of {} bytes of a total of {total} (at most {MAX_SNAPSHOT_BYTES})",
+                chunk.len()
+            ));
+        }
+        let assembly = match self.assembling.take() {
+            None if offset == 0 => self.assembling.insert(Assembly {
+                msg,
+                data: BytesMut::with_capacity(total),
+                total,
+            }),
+            Some(a) if a.total == total && a.data.len() == offset => self.assembling.insert(a),
+            _ => {
+                return Err(format!(
+                    "a snapshot chunk at {offset} of {total}, out of order"
+                ))
+            }
+        };
+        if offset + chunk.len() > total {
+            return Err(format!(
+                "a snapshot chunk of {} bytes at {offset} runs past its total of {total}",
+                chunk.len()
+            ));
+        }
+        assembly.data.extend_from_slice(&chunk);
+        if assembly.data.len() < total {
+            return Ok(None);
+        }
+        let Assembly { mut msg, data, .. } = self.assembling.take().expect("just inserted");
+        msg.mut_snapshot().data = data.freeze();
+        msg.context = Bytes::new();
+        Ok(Some(msg))
+    }
+}
+
+/// The offset and total of a snapshot chunk; `None` for a whole message.
+fn chunk_place(msg: &Message) -> Option<(usize, usize)> {
+    let context = &msg.context;
+    if msg.get_msg_type() != MessageType::MsgSnapshot
+        || context.len() != CHUNK_CONTEXT_BYTES
+        || &context[..8] != CHUNK_MAGIC
+    {
+        return None;
+    }
+    let mut place = &context[8..];
+    let offset = usize::try_from(place.get_u64()).ok()?;
+    let total = usize::try_from(place.get_u64()).ok()?;
+    Some((offset, total))
+}
+
 /// Parses a frame payload.
 ///
 /// # Errors
@@ -153,6 +276,47 @@ mod tests {
         bad[32] = 2;
         assert_eq!(Hello::decode(&bad), None);
         assert_eq!(Hello::decode(&bad[..20]), None);
+    }
+
+    fn snapshot(bytes: usize) -> Message {
+        let mut msg = Message::default();
+        msg.set_msg_type(MessageType::MsgSnapshot);
+        msg.mut_snapshot().mut_metadata().index = 9;
+        msg.mut_snapshot().data = (0..bytes).map(|i| i as u8).collect::<Vec<_>>().into();
+        msg
+    }
+
+    #[test]
+    fn a_snapshot_over_a_chunk_crosses_in_chunks_and_is_whole_again() {
+        let msg = snapshot(2 * SNAPSHOT_CHUNK_BYTES + 5);
+        let frames = encode_frames(&msg);
+        assert_eq!(frames.len(), 3);
+        assert!(frames.iter().all(|f| f.len() < MAX_FRAME_BYTES));
+        let mut chunks = SnapshotChunks::default();
+        let mut whole = Vec::new();
+        for f in &frames {
+            whole.extend(chunks.take(decode(f).unwrap()).unwrap());
+        }
+        assert_eq!(whole, vec![msg]);
+        let small = snapshot(10);
+        assert_eq!(encode_frames(&small), vec![encode(&small)]);
+    }
+
+    #[test]
+    fn chunks_out_of_order_or_past_the_limit_are_refused() {
+        let frames = encode_frames(&snapshot(2 * SNAPSHOT_CHUNK_BYTES + 5));
+        let second = decode(&frames[1]).unwrap();
+        assert!(SnapshotChunks::default().take(second).is_err());
+
+        let mut chunks = SnapshotChunks::default();
+        assert_eq!(chunks.take(decode(&frames[0]).unwrap()), Ok(None));
+        assert!(chunks.take(decode(&frames[0]).unwrap()).is_err());
+
+        let mut huge = decode(&frames[0]).unwrap();
+        let mut context = huge.context.to_vec();
+        context[16..].copy_from_slice(&(MAX_SNAPSHOT_BYTES as u64 + 1).to_be_bytes());
+        huge.context = context.into();
+        assert!(SnapshotChunks::default().take(huge).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument};
 
-use super::frame::{self, Hello};
+use super::frame::{self, Hello, SnapshotChunks};
 use crate::cluster_id::ClusterId;
 use crate::handle::Input;
 
@@ -118,6 +118,7 @@ async fn read_peer(
         let _ = frames.send(answer).await;
         return;
     }
+    let mut chunks = SnapshotChunks::default();
     loop {
         let next = tokio::select! {
             _ = stop.cancelled() => return,
@@ -145,6 +146,14 @@ async fn read_peer(
             );
             return;
         }
+        let msg = match chunks.take(msg) {
+            Ok(Some(msg)) => msg,
+            Ok(None) => continue,
+            Err(e) => {
+                warn!("peer {remote}: {e}; closing the connection");
+                return;
+            }
+        };
         if inbox.send(Input::Raft(Box::new(msg))).await.is_err() {
             debug!("peer {remote}: the node stopped");
             return;

@@ -25,7 +25,7 @@ use crate::cluster_id::ClusterId;
 use crate::handle::Input;
 use crate::metrics::Metrics;
 
-pub use frame::{Hello, MAX_FRAME_BYTES};
+pub use frame::{Hello, MAX_FRAME_BYTES, MAX_SNAPSHOT_BYTES, SNAPSHOT_CHUNK_BYTES};
 pub use listener::{serve, Identity};
 
 /// Messages queued per peer before new ones are dropped.

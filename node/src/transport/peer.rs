@@ -107,10 +107,12 @@ impl Writer {
                 }
             }
             let mut written = Ok(());
-            for msg in &batch {
-                written = sink.feed(frame::encode(msg)).await;
-                if written.is_err() {
-                    break;
+            'batch: for msg in &batch {
+                for payload in frame::encode_frames(msg) {
+                    written = sink.feed(payload).await;
+                    if written.is_err() {
+                        break 'batch;
+                    }
                 }
             }
             if written.is_ok() {
