@@ -132,7 +132,13 @@ impl ReadyLoop {
         persist_jobs: Option<mpsc::Sender<PersistJob>>,
     ) -> Result<ReadyLoop, NodeError> {
         let store = raw.store().clone();
-        let conf_state = store.initial_state()?.conf_state;
+        // The records are restored to the snapshot, and the entries after
+        // it are applied again: its configuration is the applied one.
+        let conf_state = store
+            .snapshot(0, raw.raft.id)?
+            .get_metadata()
+            .get_conf_state()
+            .clone();
         let applied = log.read().unwrap_or_else(|e| e.into_inner()).applied();
         let request_ids = RequestIds::new(raw.raft.id);
         Ok(ReadyLoop {

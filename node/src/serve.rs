@@ -144,7 +144,11 @@ pub async fn refuse_if_cluster_exists(
 /// WAL's configuration is the latest applied one, so raft is started from
 /// the snapshot's instead: replayed onto the latest, a change can fail
 /// (adding as a learner a node already promoted demotes it, and if it was
-/// the only voter raft refuses the change) or act twice.
+/// the only voter raft refuses the change) or act twice. raft takes its
+/// first configuration from the WAL only, so the snapshot's is written
+/// there for `RawNode::new` and the latest written back right after: a
+/// crash before the replay must not leave the boot check of the next start
+/// facing a membership that no longer names this node.
 ///
 /// # Errors
 ///
@@ -159,6 +163,7 @@ pub fn restore(
     let applied = snapshot.get_metadata().index;
     let mut log = RecordLog::new(config.retention());
     log.restore(applied, snapshot.get_data())?;
+    let latest = store.initial_state()?.conf_state;
     store.set_conf_state(snapshot.get_metadata().get_conf_state().clone())?;
     let raft_config = Config {
         id: config.id,
@@ -173,6 +178,7 @@ pub fn restore(
         ..Config::default()
     };
     let raw = RawNode::new(&raft_config, store.clone(), logger)?;
+    store.set_conf_state(latest)?;
     Ok((raw, log))
 }
 
