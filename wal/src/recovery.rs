@@ -74,42 +74,58 @@ impl Wal {
             // segment's checkpoint (the records up to its first Sync)
             // repeats what the segments before it say, so only the oldest
             // segment's counts. If older ones were reclaimed, the entries
-            // they held are gone: an Entries record that meets an empty log
-            // there starts it, whether it continues the checkpoint's log or
-            // overwrites entries of a reclaimed segment (a Compact later in
-            // this segment, made durable before the reclaim, drops every
-            // index the reclaimed segments held).
+            // they held are gone, so the log may restart in this segment:
+            // at its first Entries record, and at one that overwrites
+            // entries a reclaimed segment held once a Truncate emptied the
+            // log (the Compact that let those segments go, made durable
+            // before they were deleted, drops those indexes again). Never
+            // below what a Compact or snapshot already dropped.
             let mut at = SEGMENT_HEADER_BYTES;
             let mut in_checkpoint = true;
             let older_reclaimed = i == 0 && seq > 1;
+            let mut may_restart = older_reclaimed;
+            // The first index a Compact or snapshot replayed so far left.
+            let mut dropped_below = 0;
             while at < bytes.len() {
                 match format::decode(&bytes[at..]) {
                     Ok(record) => {
+                        let corrupt = |reason: String| WalError::Corrupt {
+                            path: segment.path.clone(),
+                            offset: at as u64,
+                            reason,
+                        };
                         // Every surviving reference keeps its file, the
                         // checkpoints' that are not replayed too.
                         if matches!(record.kind, Kind::SnapshotFile | Kind::KeptSnapshotFile) {
-                            if let Ok((_, data)) = record.snapshot_ref() {
-                                wal.snaps.refer(data, seq);
-                            }
+                            let (_, data) =
+                                record.snapshot_ref().map_err(|e| corrupt(e.to_string()))?;
+                            wal.snaps.refer(data, seq);
                         }
                         if !in_checkpoint || i == 0 {
-                            if older_reclaimed && record.kind == Kind::Entries && wal.log.is_empty()
-                            {
+                            if may_restart && record.kind == Kind::Entries && wal.log.is_empty() {
                                 let (first, _) =
-                                    record.entries().map_err(|e| WalError::Corrupt {
-                                        path: segment.path.clone(),
-                                        offset: at as u64,
-                                        reason: e.to_string(),
-                                    })?;
+                                    record.entries().map_err(|e| corrupt(e.to_string()))?;
+                                if first < dropped_below {
+                                    return Err(corrupt(format!(
+                                        "entries from {first} restart the log below {dropped_below}, which was compacted"
+                                    )));
+                                }
                                 wal.log.reset(first);
                             }
-                            wal.replay(seq, at as u64, record).map_err(|reason| {
-                                WalError::Corrupt {
-                                    path: segment.path.clone(),
-                                    offset: at as u64,
-                                    reason,
-                                }
-                            })?;
+                            // Once the log has started here, it restarts only
+                            // where a Truncate emptied it.
+                            may_restart = match record.kind {
+                                Kind::Truncate => older_reclaimed,
+                                Kind::Entries | Kind::Snapshot | Kind::SnapshotFile => false,
+                                _ => may_restart,
+                            };
+                            wal.replay(seq, at as u64, record).map_err(corrupt)?;
+                            if matches!(
+                                record.kind,
+                                Kind::Compact | Kind::Snapshot | Kind::SnapshotFile
+                            ) {
+                                dropped_below = dropped_below.max(wal.log.first_index());
+                            }
                         }
                         in_checkpoint &= record.kind != Kind::Sync;
                         at += record.size();

@@ -12,8 +12,9 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -80,7 +81,11 @@ impl SnapFiles {
     /// leftover temporary files of interrupted writes are deleted.
     pub fn open(wal_dir: &Path) -> Result<SnapFiles, WalError> {
         let dir = wal_dir.join(DIR);
-        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        if !dir.exists() {
+            // Durable before any record can refer to a file in it.
+            fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+            sync_dir(wal_dir)?;
+        }
         for entry in fs::read_dir(&dir).map_err(io_at(&dir))? {
             let path = entry.map_err(io_at(&dir))?.path();
             if path.to_string_lossy().ends_with(TMP_SUFFIX) {
@@ -109,8 +114,7 @@ impl SnapFiles {
             .partition(|&(snap, seq)| seq >= oldest_seq || snap == current);
         self.referred = kept;
         for snap in gone.keys() {
-            let path = self.dir.join(snap.file_name());
-            fs::remove_file(&path).map_err(io_at(&path))?;
+            remove_if_present(&self.dir.join(snap.file_name()))?;
         }
         if !gone.is_empty() {
             sync_dir(&self.dir)?;
@@ -144,11 +148,7 @@ impl SnapFiles {
         if !snap.has_file() || self.referred.contains_key(&snap) {
             return Ok(());
         }
-        let path = self.dir.join(snap.file_name());
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_at(&path)(e)),
-            _ => Ok(()),
-        }
+        remove_if_present(&self.dir.join(snap.file_name()))
     }
 
     /// Reads the data `snap` refers to, checking it.
@@ -184,7 +184,7 @@ impl SnapFiles {
         if crc != snap.crc || crc32c::crc32c(data) != crc {
             return Err(corrupt("snapshot data checksum mismatch".into()));
         }
-        Ok(Bytes::copy_from_slice(data))
+        Ok(Bytes::from(bytes).slice(HEADER_BYTES..))
     }
 
     /// The directory, for writes outside the WAL's lock.
@@ -204,7 +204,15 @@ pub fn write(dir: &Path, snap: SnapshotRef, data: &[u8]) -> Result<(), WalError>
     if path.exists() {
         return Ok(());
     }
-    let tmp = dir.join(format!("{}.tmp", snap.file_name()));
+    // A name of its own per write: two writers of the same snapshot (the
+    // node's own and an identical one from the leader) never share one.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let unique = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        "{}.{}-{unique}{TMP_SUFFIX}",
+        snap.file_name().trim_end_matches(SUFFIX),
+        std::process::id()
+    ));
     {
         let mut file = File::create(&tmp).map_err(io_at(&tmp))?;
         let mut header = [0u8; HEADER_BYTES];
@@ -217,4 +225,12 @@ pub fn write(dir: &Path, snap: SnapshotRef, data: &[u8]) -> Result<(), WalError>
     }
     fs::rename(&tmp, &path).map_err(io_at(&path))?;
     sync_dir(dir)
+}
+
+/// Deletes `path`; one already gone is not an error.
+fn remove_if_present(path: &Path) -> Result<(), WalError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(io_at(path)(e)),
+        _ => Ok(()),
+    }
 }

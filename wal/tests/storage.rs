@@ -355,6 +355,33 @@ fn an_overwrite_into_a_reclaimed_segment_recovers() {
     );
 }
 
+/// The oldest segment left restarts the log below what its checkpoint's
+/// Compact dropped: not a WAL this code writes, so recovery refuses it.
+#[test]
+fn a_restart_below_the_compacted_index_is_corruption() {
+    use protobuf::Message as _;
+    use raft_wal_storage::internals::{encode, Kind};
+    let dir = tempfile::tempdir().unwrap();
+    let mut segment = b"RAFTWAL\0\x01\0\0\0\0\0\0\0".to_vec();
+    encode(Kind::Compact, &100u64.to_le_bytes(), &mut segment);
+    encode(Kind::Sync, &1u64.to_le_bytes(), &mut segment);
+    let entry = &entries(50, 50, 1)[0];
+    let bytes = entry.write_to_bytes().unwrap();
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&50u64.to_le_bytes());
+    payload.extend_from_slice(&1u32.to_le_bytes());
+    payload.extend_from_slice(&1u64.to_le_bytes());
+    payload.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    payload.extend_from_slice(&bytes);
+    encode(Kind::Entries, &payload, &mut segment);
+    std::fs::write(dir.path().join("0000000000000002.wal"), segment).unwrap();
+
+    let e = WalStorage::open(dir.path(), small_segments())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("below 100"), "{e}");
+}
+
 #[test]
 fn storage_is_clone_send_and_sync() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}
