@@ -464,7 +464,7 @@ impl ReadyLoop {
 
     fn apply_records(&mut self, entry: &Entry) -> Result<(), NodeError> {
         let proposal = Proposal::decode(&entry.data)?;
-        if !Proposal::in_stamped_term(&entry.context, entry.term)? {
+        if !Proposal::in_stamped_term(&entry.context, entry.term) {
             // A proposal carried into another term (by a deposed leader
             // forwarding it on): its proposer proposes it again once it is
             // lost, so it must not be stored here too.

@@ -177,9 +177,9 @@ pub fn restore(
         read_only_option: ReadOnlyOption::Safe,
         ..Config::default()
     };
-    let raw = RawNode::new(&raft_config, store.clone(), logger)?;
+    let raw = RawNode::new(&raft_config, store.clone(), logger);
     store.set_conf_state(latest)?;
-    Ok((raw, log))
+    Ok((raw?, log))
 }
 
 /// Runs a node until `stop` is cancelled.

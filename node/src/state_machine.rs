@@ -94,9 +94,7 @@ impl Proposal {
             records,
         })
     }
-}
 
-impl Proposal {
     /// The context to propose an entry with while in `term`.
     pub fn stamp(term: u64) -> Vec<u8> {
         term.to_be_bytes().to_vec()
@@ -104,19 +102,13 @@ impl Proposal {
 
     /// Whether an entry appended in `term` with `context` has its records
     /// applied: only if it is stamped with that term. An entry without a
-    /// stamp, from a node older than stamps, always is.
-    ///
-    /// # Errors
-    ///
-    /// A context that is neither empty nor a term.
-    pub fn in_stamped_term(context: &[u8], term: u64) -> Result<bool, DecodeError> {
+    /// stamp (from a node older than stamps), or with a context that is no
+    /// term, always is: every node decides alike, and a committed entry
+    /// never stops the node.
+    pub fn in_stamped_term(context: &[u8], term: u64) -> bool {
         match <[u8; 8]>::try_from(context) {
-            Ok(stamp) => Ok(u64::from_be_bytes(stamp) == term),
-            Err(_) if context.is_empty() => Ok(true),
-            Err(_) => Err(malformed(
-                "proposal stamp",
-                format!("{} bytes, a term is 8", context.len()),
-            )),
+            Ok(stamp) => u64::from_be_bytes(stamp) == term,
+            Err(_) => true,
         }
     }
 }
@@ -310,11 +302,11 @@ mod tests {
 
     #[test]
     fn only_entries_appended_in_their_stamped_term_are_applied() {
-        assert_eq!(Proposal::in_stamped_term(&Proposal::stamp(7), 7), Ok(true));
-        assert_eq!(Proposal::in_stamped_term(&Proposal::stamp(7), 8), Ok(false));
-        assert_eq!(Proposal::in_stamped_term(&Proposal::stamp(8), 7), Ok(false));
-        assert_eq!(Proposal::in_stamped_term(&[], 7), Ok(true));
-        assert!(Proposal::in_stamped_term(&[0; 7], 7).is_err());
+        assert!(Proposal::in_stamped_term(&Proposal::stamp(7), 7));
+        assert!(!Proposal::in_stamped_term(&Proposal::stamp(7), 8));
+        assert!(!Proposal::in_stamped_term(&Proposal::stamp(8), 7));
+        assert!(Proposal::in_stamped_term(&[], 7));
+        assert!(Proposal::in_stamped_term(&[0; 7], 7));
     }
 
     fn keep_records(n: usize) -> Retention {

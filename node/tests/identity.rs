@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use protobuf::Message as _;
 use raft_node::client::Client;
 use raft_node::cluster::{self, LocalCluster};
+use raft_node::transport::Hello;
 use raft_proto::eraftpb::{Message, MessageType};
 
 fn binary() -> &'static Path {
@@ -51,12 +52,13 @@ fn frame(payload: &[u8]) -> Vec<u8> {
 }
 
 fn hello(cluster: u64, from: u64, to: u64) -> Vec<u8> {
-    let mut out = b"raftnode".to_vec();
-    for v in [cluster, from, to] {
-        out.extend_from_slice(&v.to_be_bytes());
-    }
-    out.push(0);
-    out
+    let hello = Hello {
+        cluster,
+        from,
+        to,
+        probe: false,
+    };
+    hello.encode().to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -167,10 +167,6 @@ async fn a_joining_node_is_added_as_learner_promoted_and_another_removed() {
     nodes.stop(Duration::from_secs(5));
 }
 
-/// `admin remove` of every voter in turn, as a new user tried it: the last
-/// one is refused with a 409 that names raft's reason, and the node keeps
-/// serving. Before, the change was committed and node 1 exited with
-/// `error: raft: removed all voters`, at every restart again.
 /// The leader's state, larger than a peer frame, reaches a new learner:
 /// the snapshot goes out in chunks and is put back together there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,6 +226,10 @@ async fn a_learner_catches_up_from_a_snapshot_larger_than_a_frame() {
     nodes.stop(Duration::from_secs(5));
 }
 
+/// `admin remove` of every voter in turn, as a new user tried it: the last
+/// one is refused with a 409 that names raft's reason, and the node keeps
+/// serving. Before, the change was committed and node 1 exited with
+/// `error: raft: removed all voters`, at every restart again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_the_last_voter_is_refused_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();

@@ -39,14 +39,16 @@ struct PendingAppend {
 }
 
 /// The appends the loop is holding, by request key.
+///
+/// Invariant: a pending append whose stamp is below `applied_term` can no
+/// longer be applied; [`PendingAppends::retry_lost`] proposes it again
+/// stamped with the node's term, which is at least `applied_term`, so
+/// each lost proposal is proposed again once per term it is lost in.
 #[derive(Default)]
 pub(super) struct PendingAppends {
     by_key: HashMap<u64, PendingAppend>,
     /// The highest term of an entry applied here.
     applied_term: u64,
-    /// Keys whose proposal can no longer be applied, to propose again
-    /// once the Ready being handled is advanced.
-    lost: Vec<u64>,
 }
 
 impl PendingAppends {
@@ -78,12 +80,7 @@ impl PendingAppends {
     /// An entry of `term` is being applied: proposals stamped with an
     /// earlier term are lost for good.
     pub(super) fn on_applied_term(&mut self, term: u64) {
-        if term <= self.applied_term {
-            return;
-        }
-        self.applied_term = term;
-        let lost = self.by_key.iter().filter(|(_, p)| p.stamp < term);
-        self.lost.extend(lost.map(|(&key, _)| key));
+        self.applied_term = self.applied_term.max(term);
     }
 
     /// This node's proposal `key` was applied at `offset`.
@@ -96,13 +93,18 @@ impl PendingAppends {
         }
     }
 
-    /// Proposes the lost proposals again in the current term. Called
-    /// between Readies: raft takes no proposal while one is out.
+    /// Proposes the lost proposals again in the current term. Called once
+    /// a Ready is handled, so that every entry it applied has counted.
     pub(super) fn retry_lost<S: Storage>(&mut self, raw: &mut RawNode<S>, metrics: &Metrics) {
-        for key in std::mem::take(&mut self.lost) {
-            let Some(pending) = self.by_key.remove(&key) else {
-                continue;
-            };
+        let applied_term = self.applied_term;
+        let lost: Vec<u64> = self
+            .by_key
+            .iter()
+            .filter(|(_, p)| p.stamp < applied_term)
+            .map(|(&key, _)| key)
+            .collect();
+        for key in lost {
+            let pending = self.by_key.remove(&key).expect("collected above");
             metrics.appends_retried.inc();
             let PendingAppend {
                 reply,
@@ -127,7 +129,6 @@ impl PendingAppends {
             .into_iter()
             .partition(|(_, p)| p.stamp <= term);
         self.by_key = waiting;
-        self.lost.retain(|key| self.by_key.contains_key(key));
         for pending in unknown.into_values() {
             let _ = pending.reply.send(Err(RequestError::Timeout));
         }
@@ -136,5 +137,96 @@ impl PendingAppends {
     /// Forgets appends whose caller gave up (timed out).
     pub(super) fn forget_abandoned(&mut self) {
         self.by_key.retain(|_, p| !p.reply.is_closed());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::storage::MemStorage;
+    use raft::Config;
+    use raft_proto::eraftpb::ConfState;
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    /// A single-voter node that leads at term 1.
+    fn leader() -> RawNode<MemStorage> {
+        let store = MemStorage::new_with_conf_state(ConfState::from((vec![1], vec![])));
+        let config = Config {
+            id: 1,
+            ..Config::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut raw = RawNode::new(&config, store, &logger).unwrap();
+        raw.campaign().unwrap();
+        persist(&mut raw);
+        assert_eq!(raw.raft.term, 1);
+        raw
+    }
+
+    /// Makes what raft handed out durable, as the loop does.
+    fn persist(raw: &mut RawNode<MemStorage>) {
+        let mut ready = raw.ready();
+        let store = raw.store().clone();
+        store.wl().append(ready.entries()).unwrap();
+        if let Some(hs) = ready.hs() {
+            store.wl().set_hardstate(hs.clone());
+        }
+        let _ = ready.take_committed_entries();
+        let mut light = raw.advance(ready);
+        let _ = light.take_committed_entries();
+        raw.advance_apply();
+    }
+
+    /// Deposes and re-elects the node `elections` times.
+    fn reelect(raw: &mut RawNode<MemStorage>, elections: u64) {
+        for _ in 0..elections {
+            persist(raw);
+            let term = raw.raft.term;
+            raw.raft.become_follower(term, raft::INVALID_ID);
+            raw.campaign().unwrap();
+            persist(raw);
+        }
+    }
+
+    #[test]
+    fn a_proposal_lost_across_two_terms_is_proposed_again_once() {
+        let mut raw = leader();
+        let metrics = Metrics::new(1);
+        let mut pending = PendingAppends::default();
+        let (reply, _answer) = oneshot::channel();
+        pending.propose(&mut raw, 7, b"records".to_vec(), reply);
+        reelect(&mut raw, 2);
+        // One Ready applies entries of both later terms.
+        pending.on_applied_term(2);
+        pending.on_applied_term(3);
+        let before = raw.raft.raft_log.last_index();
+        pending.retry_lost(&mut raw, &metrics);
+        assert_eq!(raw.raft.raft_log.last_index(), before + 1);
+        assert_eq!(metrics.appends_retried.get(), 1);
+        pending.retry_lost(&mut raw, &metrics);
+        assert_eq!(raw.raft.raft_log.last_index(), before + 1);
+    }
+
+    #[test]
+    fn a_proposal_of_the_applied_term_is_not_retried() {
+        let mut raw = leader();
+        let metrics = Metrics::new(1);
+        let mut pending = PendingAppends::default();
+        let (reply, _answer) = oneshot::channel();
+        pending.propose(&mut raw, 7, b"records".to_vec(), reply);
+        pending.on_applied_term(1);
+        pending.retry_lost(&mut raw, &metrics);
+        assert_eq!(metrics.appends_retried.get(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_that_may_hide_a_proposal_answers_it_as_unknown() {
+        let mut raw = leader();
+        let mut pending = PendingAppends::default();
+        let (reply, answer) = oneshot::channel();
+        pending.propose(&mut raw, 7, b"records".to_vec(), reply);
+        pending.on_snapshot(1);
+        assert_eq!(answer.blocking_recv().unwrap(), Err(RequestError::Timeout));
     }
 }

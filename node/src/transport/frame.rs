@@ -48,13 +48,21 @@ pub struct Hello {
 
 /// Opens every hello: an old or foreign sender fails on it, not later.
 const HELLO_MAGIC: &[u8; 8] = b"raftnode";
-const HELLO_BYTES: usize = 8 + 8 + 8 + 8 + 1;
+/// The peer protocol this node speaks. 2: proposals carry their term
+/// stamp, snapshots may come in chunks. Nodes of different versions refuse
+/// each other rather than apply the log differently, so every node of a
+/// cluster is upgraded together.
+pub const PROTOCOL_VERSION: u32 = 2;
+const HELLO_BYTES: usize = 8 + 4 + 8 + 8 + 8 + 1;
+/// The length of a version 1 hello, which had no version field.
+const HELLO_V1_BYTES: usize = 8 + 8 + 8 + 8 + 1;
 
 impl Hello {
     /// Its frame payload.
     pub fn encode(&self) -> Bytes {
         let mut out = Vec::with_capacity(HELLO_BYTES);
         out.put_slice(HELLO_MAGIC);
+        out.put_u32(PROTOCOL_VERSION);
         out.put_u64(self.cluster);
         out.put_u64(self.from);
         out.put_u64(self.to);
@@ -62,12 +70,30 @@ impl Hello {
         out.into()
     }
 
-    /// Parses a hello; `None` for anything else.
-    pub fn decode(payload: &[u8]) -> Option<Hello> {
-        if payload.len() != HELLO_BYTES || &payload[..8] != HELLO_MAGIC {
-            return None;
+    /// Parses a hello.
+    ///
+    /// # Errors
+    ///
+    /// What the payload is instead: no hello, or one of another protocol
+    /// version.
+    pub fn decode(payload: &[u8]) -> Result<Hello, String> {
+        if payload.len() < 12 || &payload[..8] != HELLO_MAGIC {
+            return Err("no hello".into());
         }
-        let mut buf = &payload[8..];
+        let version = match payload.len() {
+            HELLO_V1_BYTES => 1,
+            _ => u32::from_be_bytes(payload[8..12].try_into().expect("4 bytes")),
+        };
+        if version != PROTOCOL_VERSION {
+            return Err(format!(
+                "a hello of peer protocol {version}; this node speaks {PROTOCOL_VERSION}: \
+                 run one version on every node"
+            ));
+        }
+        if payload.len() != HELLO_BYTES {
+            return Err("no hello".into());
+        }
+        let mut buf = &payload[12..];
         let hello = Hello {
             cluster: buf.get_u64(),
             from: buf.get_u64(),
@@ -75,10 +101,10 @@ impl Hello {
             probe: match buf.get_u8() {
                 0 => false,
                 1 => true,
-                _ => return None,
+                _ => return Err("no hello".into()),
             },
         };
-        Some(hello)
+        Ok(hello)
     }
 }
 
@@ -106,17 +132,17 @@ pub fn encode(msg: &Message) -> Bytes {
 }
 
 /// The frame payloads of a message: one, or one per chunk of a snapshot's
-/// data larger than [`SNAPSHOT_CHUNK_BYTES`]. Chunks share the message's
-/// buffer: nothing is copied but the small fields.
-pub fn encode_frames(msg: &Message) -> Vec<Bytes> {
+/// data larger than [`SNAPSHOT_CHUNK_BYTES`], each encoded only when the
+/// writer takes it, so at most one chunk's copy exists at a time.
+pub fn encode_frames(msg: &Message) -> impl Iterator<Item = Bytes> + '_ {
     let data = &msg.get_snapshot().data;
-    if msg.get_msg_type() != MessageType::MsgSnapshot || data.len() <= SNAPSHOT_CHUNK_BYTES {
-        return vec![encode(msg)];
-    }
-    let total = data.len();
-    (0..total)
+    let chunked =
+        msg.get_msg_type() == MessageType::MsgSnapshot && data.len() > SNAPSHOT_CHUNK_BYTES;
+    let whole = (!chunked).then(|| encode(msg));
+    let chunks = (0..if chunked { data.len() } else { 0 })
         .step_by(SNAPSHOT_CHUNK_BYTES)
-        .map(|offset| {
+        .map(move |offset| {
+            let total = data.len();
             let mut chunk = msg.clone();
             let end = (offset + SNAPSHOT_CHUNK_BYTES).min(total);
             chunk.mut_snapshot().data = data.slice(offset..end);
@@ -126,8 +152,8 @@ pub fn encode_frames(msg: &Message) -> Vec<Bytes> {
             context.put_u64(total as u64);
             chunk.context = context.into();
             encode(&chunk)
-        })
-        .collect()
+        });
+    whole.into_iter().chain(chunks)
 }
 
 /// A snapshot being put back together on one connection.
@@ -167,12 +193,20 @@ impl SnapshotChunks {
             ));
         }
         let assembly = match self.assembling.take() {
+            // The buffer grows with the chunks that arrive, not with the
+            // total a peer claims.
             None if offset == 0 => self.assembling.insert(Assembly {
                 msg,
-                data: BytesMut::with_capacity(total),
+                data: BytesMut::new(),
                 total,
             }),
-            Some(a) if a.total == total && a.data.len() == offset => self.assembling.insert(a),
+            Some(a)
+                if a.total == total
+                    && a.data.len() == offset
+                    && a.msg.get_snapshot().get_metadata() == msg.get_snapshot().get_metadata() =>
+            {
+                self.assembling.insert(a)
+            }
             _ => {
                 return Err(format!(
                     "a snapshot chunk at {offset} of {total}, out of order"
@@ -269,13 +303,17 @@ mod tests {
             to: 2,
             probe: true,
         };
-        assert_eq!(Hello::decode(&hello.encode()), Some(hello));
+        assert_eq!(Hello::decode(&hello.encode()), Ok(hello));
         let raft = encode(&Message::default());
-        assert_eq!(Hello::decode(&raft), None);
+        assert!(Hello::decode(&raft).is_err());
         let mut bad = hello.encode().to_vec();
-        bad[32] = 2;
-        assert_eq!(Hello::decode(&bad), None);
-        assert_eq!(Hello::decode(&bad[..20]), None);
+        bad[36] = 2;
+        assert!(Hello::decode(&bad).is_err());
+        assert!(Hello::decode(&bad[..20]).is_err());
+        let mut v1 = HELLO_MAGIC.to_vec();
+        v1.extend_from_slice(&hello.encode()[12..]);
+        let refused = Hello::decode(&v1).unwrap_err();
+        assert!(refused.contains("peer protocol 1"), "{refused}");
     }
 
     fn snapshot(bytes: usize) -> Message {
@@ -289,7 +327,7 @@ mod tests {
     #[test]
     fn a_snapshot_over_a_chunk_crosses_in_chunks_and_is_whole_again() {
         let msg = snapshot(2 * SNAPSHOT_CHUNK_BYTES + 5);
-        let frames = encode_frames(&msg);
+        let frames: Vec<Bytes> = encode_frames(&msg).collect();
         assert_eq!(frames.len(), 3);
         assert!(frames.iter().all(|f| f.len() < MAX_FRAME_BYTES));
         let mut chunks = SnapshotChunks::default();
@@ -299,18 +337,27 @@ mod tests {
         }
         assert_eq!(whole, vec![msg]);
         let small = snapshot(10);
-        assert_eq!(encode_frames(&small), vec![encode(&small)]);
+        assert_eq!(
+            encode_frames(&small).collect::<Vec<_>>(),
+            vec![encode(&small)]
+        );
     }
 
     #[test]
     fn chunks_out_of_order_or_past_the_limit_are_refused() {
-        let frames = encode_frames(&snapshot(2 * SNAPSHOT_CHUNK_BYTES + 5));
+        let frames: Vec<Bytes> = encode_frames(&snapshot(2 * SNAPSHOT_CHUNK_BYTES + 5)).collect();
         let second = decode(&frames[1]).unwrap();
         assert!(SnapshotChunks::default().take(second).is_err());
 
         let mut chunks = SnapshotChunks::default();
         assert_eq!(chunks.take(decode(&frames[0]).unwrap()), Ok(None));
         assert!(chunks.take(decode(&frames[0]).unwrap()).is_err());
+
+        let mut chunks = SnapshotChunks::default();
+        assert_eq!(chunks.take(decode(&frames[0]).unwrap()), Ok(None));
+        let mut other = decode(&frames[1]).unwrap();
+        other.mut_snapshot().mut_metadata().index += 1;
+        assert!(chunks.take(other).is_err(), "a chunk of another snapshot");
 
         let mut huge = decode(&frames[0]).unwrap();
         let mut context = huge.context.to_vec();

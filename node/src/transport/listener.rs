@@ -97,9 +97,9 @@ async fn read_peer(
             return;
         }
         Some(Ok(payload)) => match Hello::decode(&payload) {
-            Some(hello) => hello,
-            None => {
-                warn!("peer {remote}: no hello; closing the connection");
+            Ok(hello) => hello,
+            Err(e) => {
+                warn!("peer {remote}: {e}; closing the connection");
                 return;
             }
         },
