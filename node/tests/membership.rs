@@ -48,6 +48,21 @@ async fn wait_for_records(nodes: &LocalCluster, id: u64, records: u64) {
     }
 }
 
+/// Node `id` to be started with `--join` beside the founders (`founder`
+/// is one of their configurations), on free ports; and its raft address.
+fn joiner(id: u64, dir: &Path, founder: &NodeConfig) -> (NodeConfig, std::net::SocketAddr) {
+    let addrs = cluster::free_addrs(2);
+    let mut config = NodeConfig::new(
+        id,
+        dir.join(format!("node-{id}")),
+        addrs[1],
+        founder.peers.clone(),
+    );
+    config.peers.insert(id, addrs[0]);
+    config.join = true;
+    (config, addrs[0])
+}
+
 /// Three nodes in `dir` on default settings, and their leader.
 async fn three_nodes(dir: &Path) -> (LocalCluster, u64) {
     LocalCluster::start_led(binary(), cluster::plan(3, dir))
@@ -68,23 +83,12 @@ async fn a_joining_node_is_added_as_learner_promoted_and_another_removed() {
         .unwrap();
     append_many(nodes.api(leader), 1_200, "before").await;
 
-    let addrs = cluster::free_addrs(2);
-    let mut joiner = NodeConfig::new(
-        4,
-        dir.path().join("node-4"),
-        addrs[1],
-        configs[0].peers.clone(),
-    );
-    joiner.peers.insert(4, addrs[0]);
-    joiner.join = true;
+    let (joiner, addr) = joiner(4, dir.path(), &configs[0]);
     nodes.add(joiner).unwrap();
 
     let mut admin = Client::connect(nodes.api(leader)).await.unwrap();
     let added = admin
-        .change_membership(&MembershipChange::AddLearner {
-            id: 4,
-            addr: addrs[0],
-        })
+        .change_membership(&MembershipChange::AddLearner { id: 4, addr })
         .await
         .unwrap();
     assert_eq!(
@@ -95,10 +99,7 @@ async fn a_joining_node_is_added_as_learner_promoted_and_another_removed() {
         }
     );
     let again = admin
-        .change_membership(&MembershipChange::AddLearner {
-            id: 4,
-            addr: addrs[0],
-        })
+        .change_membership(&MembershipChange::AddLearner { id: 4, addr })
         .await
         .unwrap_err();
     assert_eq!(again.status().map(|s| s.as_u16()), Some(409), "{again}");
@@ -188,22 +189,11 @@ async fn a_learner_catches_up_from_a_snapshot_larger_than_a_frame() {
         client.append(vec![record]).await.unwrap();
     }
 
-    let addrs = cluster::free_addrs(2);
-    let mut joiner = NodeConfig::new(
-        2,
-        dir.path().join("node-2"),
-        addrs[1],
-        configs[0].peers.clone(),
-    );
-    joiner.peers.insert(2, addrs[0]);
-    joiner.join = true;
+    let (mut joiner, addr) = joiner(2, dir.path(), &configs[0]);
     joiner.retention_bytes = configs[0].retention_bytes;
     nodes.add(joiner).unwrap();
     client
-        .change_membership(&MembershipChange::AddLearner {
-            id: 2,
-            addr: addrs[0],
-        })
+        .change_membership(&MembershipChange::AddLearner { id: 2, addr })
         .await
         .unwrap();
     wait_for_records(&nodes, 2, RECORDS).await;

@@ -109,13 +109,7 @@ impl WalStorage {
     /// [`WalError::Rejected`] if the snapshot is older than the first
     /// index; I/O errors.
     pub fn apply_snapshot(&self, snap: Snapshot) -> Result<(), WalError> {
-        let data = self.write_snapshot_file(&snap)?;
-        let mut wal = self.wl();
-        let applied = wal.apply_snapshot(snap, data);
-        if applied.is_err() {
-            wal.snaps.forget(data)?;
-        }
-        applied
+        self.record_snapshot(snap, Wal::apply_snapshot)
     }
 
     /// Records a snapshot the application took of its own state (at an
@@ -127,17 +121,27 @@ impl WalStorage {
     /// [`WalError::Rejected`] for a snapshot older than the current one,
     /// past the log, or of another term than the log's; I/O errors.
     pub fn set_snapshot(&self, snap: Snapshot) -> Result<(), WalError> {
-        let data = self.write_snapshot_file(&snap)?;
-        let mut wal = self.wl();
-        let kept = wal.set_snapshot(snap, data);
-        if kept.is_err() {
-            wal.snaps.forget(data)?;
-        }
-        kept
+        self.record_snapshot(snap, Wal::set_snapshot)
     }
 
     /// Writes a snapshot's data to its own file, durably, without the
-    /// WAL's lock: appends go on meanwhile, whatever the state's size.
+    /// WAL's lock (appends go on meanwhile, whatever the state's size),
+    /// then records it with `record` under the lock. The file of a
+    /// snapshot the WAL refuses is deleted.
+    fn record_snapshot(
+        &self,
+        snap: Snapshot,
+        record: impl FnOnce(&mut Wal, Snapshot, SnapshotRef) -> Result<(), WalError>,
+    ) -> Result<(), WalError> {
+        let data = self.write_snapshot_file(&snap)?;
+        let mut wal = self.wl();
+        let recorded = record(&mut wal, snap, data);
+        if recorded.is_err() {
+            wal.snaps.forget(data)?;
+        }
+        recorded
+    }
+
     fn write_snapshot_file(&self, snap: &Snapshot) -> Result<SnapshotRef, WalError> {
         let dir = self.rl().snaps.dir().to_path_buf();
         let meta = snap.get_metadata();

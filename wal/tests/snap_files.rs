@@ -41,6 +41,16 @@ fn files(dir: &Path, extension: &str) -> Vec<PathBuf> {
     found
 }
 
+/// A closed WAL of entries 1..=10 and a kept snapshot at `index`.
+fn closed_with_snapshot(index: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WalStorage::open(dir.path(), small_segments()).unwrap();
+    store.append(&entries(1, 10, 1)).unwrap();
+    store.set_snapshot(snapshot(index, 1)).unwrap();
+    store.sync().unwrap();
+    dir
+}
+
 /// Appends entries `from..` in batches of 20 until the WAL has started
 /// `rotations` more segments; returns the next index.
 fn append_until_rotated(store: &WalStorage, from: u64, rotations: usize) -> u64 {
@@ -103,12 +113,7 @@ fn a_snapshot_file_goes_once_no_segment_refers_to_it() {
 
 #[test]
 fn a_damaged_or_missing_snapshot_file_fails_recovery_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = WalStorage::open(dir.path(), small_segments()).unwrap();
-    store.append(&entries(1, 10, 1)).unwrap();
-    store.set_snapshot(snapshot(10, 1)).unwrap();
-    store.sync().unwrap();
-    drop(store);
+    let dir = closed_with_snapshot(10);
     let file = files(&dir.path().join("snap"), "snap").remove(0);
     let intact = fs::read(&file).unwrap();
 
@@ -135,12 +140,7 @@ fn a_damaged_or_missing_snapshot_file_fails_recovery_naming_it() {
 
 #[test]
 fn files_no_segment_refers_to_are_removed_at_recovery() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = WalStorage::open(dir.path(), small_segments()).unwrap();
-    store.append(&entries(1, 10, 1)).unwrap();
-    store.set_snapshot(snapshot(5, 1)).unwrap();
-    store.sync().unwrap();
-    drop(store);
+    let dir = closed_with_snapshot(5);
     let snap_dir = dir.path().join("snap");
     let kept = files(&snap_dir, "snap");
     // What a crash leaves: a file whose record never made it, and a

@@ -189,13 +189,24 @@ mod tests {
         }
     }
 
+    /// A leader at term 1 with one append pending, its answer, and the
+    /// metrics.
+    fn one_pending() -> (
+        RawNode<MemStorage>,
+        PendingAppends,
+        oneshot::Receiver<Result<Appended, RequestError>>,
+        Metrics,
+    ) {
+        let mut raw = leader();
+        let mut pending = PendingAppends::default();
+        let (reply, answer) = oneshot::channel();
+        pending.propose(&mut raw, 7, b"records".to_vec(), reply);
+        (raw, pending, answer, Metrics::new(1))
+    }
+
     #[test]
     fn a_proposal_lost_across_two_terms_is_proposed_again_once() {
-        let mut raw = leader();
-        let metrics = Metrics::new(1);
-        let mut pending = PendingAppends::default();
-        let (reply, _answer) = oneshot::channel();
-        pending.propose(&mut raw, 7, b"records".to_vec(), reply);
+        let (mut raw, mut pending, _answer, metrics) = one_pending();
         reelect(&mut raw, 2);
         // One Ready applies entries of both later terms.
         pending.on_applied_term(2);
@@ -210,11 +221,7 @@ mod tests {
 
     #[test]
     fn a_proposal_of_the_applied_term_is_not_retried() {
-        let mut raw = leader();
-        let metrics = Metrics::new(1);
-        let mut pending = PendingAppends::default();
-        let (reply, _answer) = oneshot::channel();
-        pending.propose(&mut raw, 7, b"records".to_vec(), reply);
+        let (mut raw, mut pending, _answer, metrics) = one_pending();
         pending.on_applied_term(1);
         pending.retry_lost(&mut raw, &metrics);
         assert_eq!(metrics.appends_retried.get(), 0);
@@ -222,10 +229,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_that_may_hide_a_proposal_answers_it_as_unknown() {
-        let mut raw = leader();
-        let mut pending = PendingAppends::default();
-        let (reply, answer) = oneshot::channel();
-        pending.propose(&mut raw, 7, b"records".to_vec(), reply);
+        let (_raw, mut pending, answer, _metrics) = one_pending();
         pending.on_snapshot(1);
         assert_eq!(answer.blocking_recv().unwrap(), Err(RequestError::Timeout));
     }
