@@ -59,14 +59,19 @@ async fn appends_forwarded_to_a_deposed_leader_are_proposed_again_and_stored_onc
                 let mut client = Client::connect(api).await.unwrap();
                 // A 503 (no leader known, nothing appended) may come once
                 // the follower's election timer fires; a retry is safe.
-                loop {
-                    match client.append(vec![format!("during-{i}")]).await {
-                        Err(e) if e.status().map(|s| s.as_u16()) == Some(503) => {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
+                let appended = async {
+                    loop {
+                        match client.append(vec![format!("during-{i}")]).await {
+                            Err(e) if e.status().map(|s| s.as_u16()) == Some(503) => {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            outcome => return outcome,
                         }
-                        outcome => return outcome,
                     }
-                }
+                };
+                tokio::time::timeout(Duration::from_secs(30), appended)
+                    .await
+                    .expect("a leader within 30 s")
             })
         })
         .collect();

@@ -119,11 +119,16 @@ impl Wal {
                                 Kind::Entries | Kind::Snapshot | Kind::SnapshotFile => false,
                                 _ => may_restart,
                             };
+                            // The writer's first index, which no append
+                            // went below: a Compact's own index (the log
+                            // recovered here may start above it), a
+                            // snapshot's index + 1.
+                            if record.kind == Kind::Compact {
+                                let index = record.index().map_err(|e| corrupt(e.to_string()))?;
+                                dropped_below = dropped_below.max(index);
+                            }
                             wal.replay(seq, at as u64, record).map_err(corrupt)?;
-                            if matches!(
-                                record.kind,
-                                Kind::Compact | Kind::Snapshot | Kind::SnapshotFile
-                            ) {
+                            if matches!(record.kind, Kind::Snapshot | Kind::SnapshotFile) {
                                 dropped_below = dropped_below.max(wal.log.first_index());
                             }
                         }

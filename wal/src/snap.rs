@@ -81,11 +81,10 @@ impl SnapFiles {
     /// leftover temporary files of interrupted writes are deleted.
     pub fn open(wal_dir: &Path) -> Result<SnapFiles, WalError> {
         let dir = wal_dir.join(DIR);
-        if !dir.exists() {
-            // Durable before any record can refer to a file in it.
-            fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-            sync_dir(wal_dir)?;
-        }
+        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        // Durable before any record can refer to a file in it, on every
+        // open: a crash may have come between creating it and this fsync.
+        sync_dir(wal_dir)?;
         for entry in fs::read_dir(&dir).map_err(io_at(&dir))? {
             let path = entry.map_err(io_at(&dir))?.path();
             if path.to_string_lossy().ends_with(TMP_SUFFIX) {

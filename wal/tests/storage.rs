@@ -355,6 +355,35 @@ fn an_overwrite_into_a_reclaimed_segment_recovers() {
     );
 }
 
+/// A Compact whose index lies below the first entry recovery sees in the
+/// oldest segment (the entries before it were in the reclaimed one), then
+/// an overwrite between the two: the log restarts at the overwrite, which
+/// is above the Compact's index, so recovery takes it.
+#[test]
+fn an_overwrite_above_a_compaction_that_recovery_cannot_see_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small_segments();
+    let store = WalStorage::open(dir.path(), opts).unwrap();
+    let mut last = 0;
+    while store.segments() < 2 {
+        store.append(&entries(last + 1, last + 20, 1)).unwrap();
+        last += 20;
+    }
+    store.append(&entries(last + 1, last + 5, 1)).unwrap();
+    store.compact(last - 5).unwrap();
+    store.append(&entries(last - 2, last + 5, 2)).unwrap();
+    store.compact(last - 2).unwrap();
+    store.sync().unwrap();
+    assert_eq!(store.segments(), 1, "the first segment was not reclaimed");
+    drop(store);
+
+    let store = WalStorage::open(dir.path(), opts).unwrap();
+    assert_eq!(
+        store.entries(last - 2, last + 6, None, ctx()).unwrap(),
+        entries(last - 2, last + 5, 2)
+    );
+}
+
 /// The oldest segment left restarts the log below what its checkpoint's
 /// Compact dropped: not a WAL this code writes, so recovery refuses it.
 #[test]

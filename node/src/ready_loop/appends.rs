@@ -97,6 +97,10 @@ impl PendingAppends {
     /// a Ready is handled, so that every entry it applied has counted.
     pub(super) fn retry_lost<S: Storage>(&mut self, raw: &mut RawNode<S>, metrics: &Metrics) {
         let applied_term = self.applied_term;
+        debug_assert!(
+            raw.raft.term >= applied_term,
+            "a node's term covers what it applied"
+        );
         let lost: Vec<u64> = self
             .by_key
             .iter()
@@ -105,7 +109,6 @@ impl PendingAppends {
             .collect();
         for key in lost {
             let pending = self.by_key.remove(&key).expect("collected above");
-            metrics.appends_retried.inc();
             let PendingAppend {
                 reply,
                 proposed_at,
@@ -114,6 +117,7 @@ impl PendingAppends {
             } = pending;
             self.propose(raw, key, data, reply);
             if let Some(retried) = self.by_key.get_mut(&key) {
+                metrics.appends_retried.inc();
                 retried.proposed_at = proposed_at;
             }
         }

@@ -115,11 +115,15 @@ pub fn codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// The codec of a connection's first frame, the hello: any longer frame
-/// is refused before it is read.
+/// The longest first frame read: room for a later version's longer
+/// hello, so that it is refused naming its version rather than as a bad
+/// frame; anything longer is refused before it is read.
+const HELLO_MAX_BYTES: usize = 64;
+
+/// The codec of a connection's first frame, the hello.
 pub fn hello_codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
-        .max_frame_length(HELLO_BYTES)
+        .max_frame_length(HELLO_MAX_BYTES)
         .new_codec()
 }
 
