@@ -66,6 +66,7 @@ impl Default for WalOptions {
 
 #[doc(hidden)]
 pub mod internals {
-    //! The record codec, for the decoder's property test and fuzzing.
-    pub use crate::format::{decode, encode, DecodeError, Kind, RawRecord};
+    //! The record codec and segment header, for the decoder's property
+    //! test, fuzzing and tests that write a WAL of an older shape.
+    pub use crate::format::{decode, encode, segment_header, DecodeError, Kind, RawRecord};
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use common::{data, entries};
 use raft::Storage;
 use raft_proto::eraftpb::{HardState, Snapshot};
-use raft_wal_storage::internals::{encode, Kind};
+use raft_wal_storage::internals::{encode, segment_header, Kind};
 use raft_wal_storage::{WalError, WalOptions, WalStorage};
 
 const STATE_BYTES: usize = 1 << 20;
@@ -163,7 +163,7 @@ fn files_no_segment_refers_to_are_removed_at_recovery() {
 fn an_inline_snapshot_of_an_older_wal_moves_to_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let snap = snapshot(7, 2);
-    let mut segment = b"RAFTWAL\0\x01\0\0\0\0\0\0\0".to_vec();
+    let mut segment = segment_header().to_vec();
     let hard_state = HardState {
         term: 2,
         commit: 7,

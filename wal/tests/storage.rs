@@ -323,6 +323,26 @@ fn segments_are_deleted_only_once_the_compaction_is_durable() {
     );
 }
 
+/// Appends entries at term 1 until the WAL starts a second segment;
+/// returns the last index.
+fn fill_first_segment(store: &WalStorage) -> u64 {
+    let mut last = 0;
+    while store.segments() < 2 {
+        store.append(&entries(last + 1, last + 20, 1)).unwrap();
+        last += 20;
+    }
+    last
+}
+
+/// Syncs, checks that compaction reclaimed every segment but the active
+/// one, and opens the WAL again: recovery starts at that segment.
+fn reopen_after_reclaim(dir: &tempfile::TempDir, store: WalStorage) -> WalStorage {
+    store.sync().unwrap();
+    assert_eq!(store.segments(), 1, "the first segment was not reclaimed");
+    drop(store);
+    WalStorage::open(dir.path(), small_segments()).unwrap()
+}
+
 /// Two overwrites in a new segment, the second reaching further back into
 /// the previous segment's entries, then compaction past them, which
 /// reclaims that segment: recovery starts at the overwrites' segment,
@@ -332,19 +352,11 @@ fn an_overwrite_into_a_reclaimed_segment_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let opts = small_segments();
     let store = WalStorage::open(dir.path(), opts).unwrap();
-    let mut last = 0;
-    while store.segments() < 2 {
-        store.append(&entries(last + 1, last + 20, 1)).unwrap();
-        last += 20;
-    }
+    let last = fill_first_segment(&store);
     store.append(&entries(last - 1, last + 5, 2)).unwrap();
     store.append(&entries(last - 3, last + 5, 3)).unwrap();
     store.compact(last - 2).unwrap();
-    store.sync().unwrap();
-    assert_eq!(store.segments(), 1, "the first segment was not reclaimed");
-    drop(store);
-
-    let store = WalStorage::open(dir.path(), opts).unwrap();
+    let store = reopen_after_reclaim(&dir, store);
     assert_eq!(
         (store.first_index().unwrap(), store.last_index().unwrap()),
         (last - 2, last + 5)
@@ -364,20 +376,12 @@ fn an_overwrite_above_a_compaction_that_recovery_cannot_see_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let opts = small_segments();
     let store = WalStorage::open(dir.path(), opts).unwrap();
-    let mut last = 0;
-    while store.segments() < 2 {
-        store.append(&entries(last + 1, last + 20, 1)).unwrap();
-        last += 20;
-    }
+    let last = fill_first_segment(&store);
     store.append(&entries(last + 1, last + 5, 1)).unwrap();
     store.compact(last - 5).unwrap();
     store.append(&entries(last - 2, last + 5, 2)).unwrap();
     store.compact(last - 2).unwrap();
-    store.sync().unwrap();
-    assert_eq!(store.segments(), 1, "the first segment was not reclaimed");
-    drop(store);
-
-    let store = WalStorage::open(dir.path(), opts).unwrap();
+    let store = reopen_after_reclaim(&dir, store);
     assert_eq!(
         store.entries(last - 2, last + 6, None, ctx()).unwrap(),
         entries(last - 2, last + 5, 2)
@@ -389,9 +393,9 @@ fn an_overwrite_above_a_compaction_that_recovery_cannot_see_recovers() {
 #[test]
 fn a_restart_below_the_compacted_index_is_corruption() {
     use protobuf::Message as _;
-    use raft_wal_storage::internals::{encode, Kind};
+    use raft_wal_storage::internals::{encode, segment_header, Kind};
     let dir = tempfile::tempdir().unwrap();
-    let mut segment = b"RAFTWAL\0\x01\0\0\0\0\0\0\0".to_vec();
+    let mut segment = segment_header().to_vec();
     encode(Kind::Compact, &100u64.to_le_bytes(), &mut segment);
     encode(Kind::Sync, &1u64.to_le_bytes(), &mut segment);
     let entry = &entries(50, 50, 1)[0];
