@@ -13,18 +13,23 @@
 //! | `POST /v1/membership` `{"op": "add-learner", "id": 4, "addr": "127.0.0.1:7004"}` | `add-learner`, `promote`, `remove` |
 //! | `POST /v1/leader` `{"to": 2}` | at the leader: hands leadership to voter 2; `{"to": 2}` once started |
 //! | `GET /metrics` | Prometheus text |
+//!
+//! With a token configured (`--api-token-file`), every route, the admin
+//! ones (`/v1/membership`, `/v1/leader`) included, answers 401 to a
+//! request without `Authorization: Bearer <token>`. TLS, and client
+//! certificates if required, are the listener's ([`crate::tls::api`]).
 
 use std::sync::{Arc, RwLock};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::handle::{MembershipChange, NodeHandle, RequestError};
@@ -43,6 +48,8 @@ pub struct ApiState {
     pub log: Arc<RwLock<RecordLog>>,
     /// The node's metrics.
     pub metrics: Arc<Metrics>,
+    /// The bearer token every request must carry, if one is configured.
+    pub token: Option<Arc<str>>,
 }
 
 /// `POST /v1/append`.
@@ -125,16 +132,47 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/leader", post(transfer_leader))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
 
-/// Serves the API until `stop`.
-pub async fn serve(listener: TcpListener, state: ApiState, stop: CancellationToken) {
+/// Serves the API on `listener` (plain TCP, or [`crate::tls::api::TlsListener`])
+/// until `stop`.
+pub async fn serve<L>(listener: L, state: ApiState, stop: CancellationToken)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let server =
         axum::serve(listener, router(state)).with_graceful_shutdown(stop.cancelled_owned());
     if let Err(e) = server.await {
         tracing::error!("API server: {e}");
     }
+}
+
+/// Refuses a request without the configured bearer token, comparing in
+/// constant time so the answer's timing does not give the token away.
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
+        let valid = presented
+            .is_some_and(|presented| constant_time_eq::constant_time_eq(presented, token.as_bytes()));
+        if !valid {
+            let refused = ApiError(
+                StatusCode::UNAUTHORIZED,
+                "this node requires `Authorization: Bearer <token>`".into(),
+            );
+            return (
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                refused.into_response(),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn append(

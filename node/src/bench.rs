@@ -99,8 +99,9 @@ pub async fn run_local(
     dir: &Path,
     opts: &BenchOptions,
 ) -> Result<BenchResult, BenchError> {
-    let mut nodes = LocalCluster::start(binary, cluster::plan(n, dir))
-        .map_err(|e| BenchError::Cluster(e.to_string()))?;
+    let configs = cluster::plan(n, dir).map_err(|e| BenchError::Cluster(e.to_string()))?;
+    let mut nodes =
+        LocalCluster::start(binary, configs).map_err(|e| BenchError::Cluster(e.to_string()))?;
     let leader = nodes
         .wait_for_leader(Duration::from_secs(20))
         .await

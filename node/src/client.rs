@@ -1,6 +1,7 @@
-//! A small HTTP/1.1 client of the API, over one kept-alive connection: the
-//! bench's producers, `raft-node admin`, the cluster's readiness checks and
-//! the nemesis clients all use it.
+//! A small HTTP/1.1 client of the API, over one kept-alive connection, with
+//! TLS and a bearer token when the node asks for them: the bench's
+//! producers, `raft-node admin`, the cluster's readiness checks and the
+//! nemesis clients all use it.
 
 use std::net::SocketAddr;
 
@@ -14,6 +15,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 
 use crate::api::{AppendRequest, ReadResponse};
+use crate::tls::api::ApiCredentials;
 use crate::handle::{Appended, Membership, MembershipChange, Status};
 
 /// Why a call failed.
@@ -61,15 +63,29 @@ impl ClientError {
 pub struct Client {
     addr: SocketAddr,
     sender: SendRequest<Full<Bytes>>,
+    /// `Bearer <token>`, sent with every request.
+    authorization: Option<String>,
 }
 
 impl Client {
-    /// Connects.
+    /// Connects over plain HTTP, with no token.
     ///
     /// # Errors
     ///
     /// [`ClientError::Connection`].
     pub async fn connect(addr: SocketAddr) -> Result<Client, ClientError> {
+        Client::connect_with(addr, &ApiCredentials::default()).await
+    }
+
+    /// Connects presenting `credentials`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Connection`], the TLS handshake's failure included.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        credentials: &ApiCredentials,
+    ) -> Result<Client, ClientError> {
         let broken = |source: Box<dyn std::error::Error + Send + Sync>| ClientError::Connection {
             addr,
             source,
@@ -78,11 +94,19 @@ impl Client {
             .await
             .map_err(|e| broken(e.into()))?;
         let _ = stream.set_nodelay(true);
+        let stream = credentials
+            .open(stream, addr)
+            .await
+            .map_err(|e| broken(e.into()))?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| broken(e.into()))?;
         tokio::spawn(connection);
-        Ok(Client { addr, sender })
+        Ok(Client {
+            addr,
+            sender,
+            authorization: credentials.token().map(|t| format!("Bearer {t}")),
+        })
     }
 
     /// One request and its whole answer.
@@ -98,11 +122,15 @@ impl Client {
             source,
         };
         self.sender.ready().await.map_err(|e| broken(e.into()))?;
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header("host", addr.to_string())
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(authorization) = &self.authorization {
+            request = request.header("authorization", authorization);
+        }
+        let request = request
             .body(Full::new(body))
             .expect("a well-formed request");
         let response = self

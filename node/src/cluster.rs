@@ -15,8 +15,12 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rand::Rng;
 
-use crate::client::Client;
+use crate::client::{Client, ClientError};
+use crate::cluster_id::ClusterId;
 use crate::config::NodeConfig;
+use crate::tls::api::ApiCredentials;
+use crate::tls::certs::ClusterCa;
+use crate::tls::{TlsError, TlsFiles};
 
 /// Loopback addresses nobody listens on right now, below the kernel's
 /// ephemeral port range: ports handed out for outgoing connections and
@@ -55,16 +59,34 @@ pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
 }
 
 /// Configurations for `n` founding members under `dir`, on free ports,
-/// with the default cluster name (so `serve --join` needs none).
-pub fn plan(n: u64, dir: &Path) -> Vec<NodeConfig> {
+/// with the default cluster name (so `serve --join` needs none), and
+/// peer TLS from a throwaway CA in `dir/tls` ([`peer_tls`]).
+///
+/// # Errors
+///
+/// The certificates cannot be made or written.
+pub fn plan(n: u64, dir: &Path) -> Result<Vec<NodeConfig>, TlsError> {
     let addrs = free_addrs(2 * n as usize);
     let peers: BTreeMap<u64, SocketAddr> = (1..=n).map(|id| (id, addrs[id as usize - 1])).collect();
     (1..=n)
         .map(|id| {
             let api = addrs[(n + id) as usize - 1];
-            NodeConfig::new(id, dir.join(format!("node-{id}")), api, peers.clone())
+            let mut config = NodeConfig::new(id, dir.join(format!("node-{id}")), api, peers.clone());
+            config.peer_tls = Some(peer_tls(dir, &config.cluster_name, id)?);
+            Ok(config)
         })
         .collect()
+}
+
+/// Node `id`'s peer certificate for the cluster named `cluster_name`,
+/// from the CA in `dir/tls` (made there first if missing): how a local
+/// cluster's founders, and the nodes that join it later, get theirs.
+///
+/// # Errors
+///
+/// The certificates cannot be made or written.
+pub fn peer_tls(dir: &Path, cluster_name: &str, id: u64) -> Result<TlsFiles, TlsError> {
+    ClusterCa::open_or_create(&dir.join("tls"))?.issue_node(ClusterId::of_name(cluster_name), id)
 }
 
 /// The `raft-node serve` flags for a configuration.
@@ -96,6 +118,27 @@ pub fn serve_args(config: &NodeConfig) -> Vec<String> {
     if config.unsafe_no_fsync {
         args.push("--unsafe-no-fsync".into());
     }
+    if let Some(tls) = &config.peer_tls {
+        args.push(format!("--peer-ca={}", tls.ca.display()));
+        args.push(format!("--peer-cert={}", tls.cert.display()));
+        args.push(format!("--peer-key={}", tls.key.display()));
+    }
+    if config.insecure_peers {
+        args.push("--insecure-peers".into());
+    }
+    if let Some(tls) = &config.api_tls {
+        args.push(format!("--api-cert={}", tls.cert.display()));
+        args.push(format!("--api-key={}", tls.key.display()));
+        if let Some(ca) = &tls.client_ca {
+            args.push(format!("--api-client-ca={}", ca.display()));
+        }
+    }
+    if let Some(token) = &config.api_token_file {
+        args.push(format!("--api-token-file={}", token.display()));
+    }
+    for index in &config.skip_undecodable_entries {
+        args.push(format!("--skip-undecodable-entry={index}"));
+    }
     args
 }
 
@@ -109,6 +152,8 @@ struct NodeProcess {
 pub struct LocalCluster {
     binary: PathBuf,
     nodes: BTreeMap<u64, NodeProcess>,
+    /// What this process presents to the nodes' APIs.
+    credentials: ApiCredentials,
 }
 
 impl LocalCluster {
@@ -122,6 +167,7 @@ impl LocalCluster {
         let mut cluster = LocalCluster {
             binary: binary.to_owned(),
             nodes: BTreeMap::new(),
+            credentials: ApiCredentials::default(),
         };
         for config in configs {
             cluster.add(config)?;
@@ -196,6 +242,21 @@ impl LocalCluster {
     /// A node's API address.
     pub fn api(&self, id: u64) -> SocketAddr {
         self.config(id).api
+    }
+
+    /// What this process presents to the nodes' APIs, when they are
+    /// started with TLS or a token (plain HTTP by default).
+    pub fn set_credentials(&mut self, credentials: ApiCredentials) {
+        self.credentials = credentials;
+    }
+
+    /// A client of node `id`'s API, with the cluster's credentials.
+    ///
+    /// # Errors
+    ///
+    /// The connection failed.
+    pub async fn client(&self, id: u64) -> Result<Client, ClientError> {
+        Client::connect_with(self.api(id), &self.credentials).await
     }
 
     /// A node's log file.
@@ -301,9 +362,10 @@ impl LocalCluster {
                 .collect();
             let mut leaders = Vec::new();
             for &id in &up {
-                match status(self.api(id)).await {
+                let status = async { self.client(id).await?.status().await };
+                match status.await {
                     Ok(s) => leaders.push(s.leader),
-                    Err(e) => last = e,
+                    Err(e) => last = e.to_string(),
                 }
             }
             if leaders.len() == up.len() && !leaders.is_empty() {
@@ -319,11 +381,6 @@ impl LocalCluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-async fn status(api: SocketAddr) -> Result<crate::handle::Status, String> {
-    let mut client = Client::connect(api).await.map_err(|e| e.to_string())?;
-    client.status().await.map_err(|e| e.to_string())
 }
 
 impl Drop for LocalCluster {

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::state_machine::Retention;
+use crate::tls::api::ApiTlsFiles;
+use crate::tls::TlsFiles;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +93,26 @@ pub struct NodeConfig {
     /// for the nemesis's proof that its power-loss fault can lose data.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unsafe_no_fsync: bool,
+    /// Mutual TLS with the other members: the cluster's CA and this node's
+    /// certificate and key. Required unless `insecure_peers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_tls: Option<TlsFiles>,
+    /// Plain TCP between members: anyone who can reach the raft port can
+    /// speak raft to this node as any member. Only for networks nobody
+    /// else is on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_peers: bool,
+    /// TLS on the client API, optionally requiring client certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_tls: Option<ApiTlsFiles>,
+    /// A file holding the bearer token every API request must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_token_file: Option<PathBuf>,
+    /// Committed entries the record log cannot decode, applied as empty
+    /// instead of stopping the node: the way out an operator takes once
+    /// the node has stopped naming one (see the README's Security section).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip_undecodable_entries: Vec<u64>,
 }
 
 /// How a Ready's writes become durable. `async` is the default: in
@@ -193,6 +215,11 @@ impl NodeConfig {
             retention_bytes: defaults::retention_bytes(),
             persist: Persistence::default(),
             unsafe_no_fsync: false,
+            peer_tls: None,
+            insecure_peers: false,
+            api_tls: None,
+            api_token_file: None,
+            skip_undecodable_entries: Vec::new(),
         }
     }
 
@@ -247,6 +274,19 @@ impl NodeConfig {
                 "election_ticks ({}) must exceed heartbeat_ticks ({}), which must be at least 1",
                 self.election_ticks, self.heartbeat_ticks
             ));
+        }
+        match (&self.peer_tls, self.insecure_peers) {
+            (None, false) => {
+                return invalid(
+                    "peer connections need TLS: give --peer-ca, --peer-cert and --peer-key \
+                     (`raft-node certs` makes them), or --insecure-peers for plain TCP"
+                        .into(),
+                )
+            }
+            (Some(_), true) => {
+                return invalid("--insecure-peers contradicts the peer TLS files given".into())
+            }
+            _ => {}
         }
         if self.tick_ms == 0 || self.snapshot_entries == 0 {
             return invalid("tick_ms and snapshot_entries must be at least 1".into());
@@ -335,7 +375,26 @@ mod tests {
         let peers = (1..=3)
             .map(|i| (i, format!("127.0.0.1:{}", 7000 + i).parse().unwrap()))
             .collect();
-        NodeConfig::new(2, "d".into(), "127.0.0.1:8002".parse().unwrap(), peers)
+        let mut c = NodeConfig::new(2, "d".into(), "127.0.0.1:8002".parse().unwrap(), peers);
+        c.insecure_peers = true;
+        c
+    }
+
+    #[test]
+    fn peers_need_tls_or_an_explicit_insecure_flag() {
+        let mut c = three();
+        c.insecure_peers = false;
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("need TLS"), "{e}");
+        c.peer_tls = Some(TlsFiles {
+            ca: "ca.pem".into(),
+            cert: "node-2.pem".into(),
+            key: "node-2.key".into(),
+        });
+        c.check().unwrap();
+        c.insecure_peers = true;
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains("contradicts"), "{e}");
     }
 
     #[test]
@@ -387,6 +446,8 @@ mod tests {
     #[test]
     fn toml_uses_the_field_names_and_defaults() {
         let text = "id = 2\ndir = \"d\"\napi = \"127.0.0.1:8002\"\n[peers]\n1 = \"127.0.0.1:7001\"\n2 = \"127.0.0.1:7002\"\n3 = \"127.0.0.1:7003\"\n";
+        let text = format!("insecure_peers = true\n{text}");
+        let text = text.as_str();
         let parsed: NodeConfig = toml::from_str(text).unwrap();
         assert_eq!(parsed, three());
         assert_eq!(

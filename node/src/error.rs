@@ -23,13 +23,16 @@ pub enum NodeError {
     /// A committed entry or a snapshot does not parse.
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    /// A committed configuration change does not parse.
-    #[error("committed configuration change: {0}")]
-    ConfChange(#[from] protobuf::ProtobufError),
+    /// A committed entry does not decode.
+    #[error(transparent)]
+    Undecodable(#[from] crate::entry::Undecodable),
     /// The WAL or the peers belong to another cluster, or the cluster
     /// exists and this node's data is gone.
     #[error(transparent)]
     Identity(#[from] crate::cluster_id::IdentityError),
+    /// TLS files could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A socket could not be bound.
     #[error("{what} {addr}: {source}")]
     Bind {

@@ -14,6 +14,9 @@ use raft_node::cluster::{self, LocalCluster};
 use raft_node::config::{parse_peer, NodeConfig, Persistence};
 use raft_node::handle::MembershipChange;
 use raft_node::nemesis::NemesisOptions;
+use raft_node::tls::api::{ApiCredentials, ApiTlsFiles};
+use raft_node::tls::certs::ClusterCa;
+use raft_node::tls::TlsFiles;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -31,8 +34,12 @@ struct Cli {
 enum Command {
     /// Run one node in this process.
     Serve(ServeArgs),
-    /// Start N nodes as child processes on loopback; Ctrl-C stops them.
+    /// Start N nodes as child processes on loopback, with a throwaway CA
+    /// for their peer TLS; Ctrl-C stops them.
     Cluster(ClusterArgs),
+    /// Make (or extend) a cluster CA and certificates for nodes and API
+    /// clients.
+    Certs(CertsArgs),
     /// Change the membership through a node's API.
     Admin(AdminArgs),
     /// Closed-loop producers against a local cluster of each size given.
@@ -157,6 +164,38 @@ struct ServeArgs {
     /// for testing that the nemesis's power-loss fault can lose data.
     #[arg(long, hide = true)]
     unsafe_no_fsync: bool,
+    /// The cluster CA's certificate (PEM): every peer's certificate must
+    /// chain to it.
+    #[arg(long, requires_all = ["peer_cert", "peer_key"])]
+    peer_ca: Option<PathBuf>,
+    /// This node's peer certificate (PEM), valid for
+    /// `node-<id>.cluster-<cluster id>.raft` (`raft-node certs` makes it).
+    #[arg(long, requires = "peer_ca")]
+    peer_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires = "peer_ca")]
+    peer_key: Option<PathBuf>,
+    /// Plain TCP between members instead of mutual TLS: anyone who
+    /// reaches the raft port can speak raft to this node as any member.
+    #[arg(long, conflicts_with = "peer_ca")]
+    insecure_peers: bool,
+    /// Serve the API over TLS with this certificate (PEM).
+    #[arg(long, requires = "api_key")]
+    api_cert: Option<PathBuf>,
+    /// The API certificate's private key (PEM).
+    #[arg(long, requires = "api_cert")]
+    api_key: Option<PathBuf>,
+    /// Require API clients to present a certificate signed by this CA.
+    #[arg(long, requires = "api_cert")]
+    api_client_ca: Option<PathBuf>,
+    /// Require `Authorization: Bearer <token>` on every API request; the
+    /// file holds the token.
+    #[arg(long)]
+    api_token_file: Option<PathBuf>,
+    /// Apply this committed entry as empty although it does not decode
+    /// (the way out the node names when it stops on one); repeat.
+    #[arg(long = "skip-undecodable-entry")]
+    skip_undecodable_entries: Vec<u64>,
 }
 
 impl ServeArgs {
@@ -182,6 +221,21 @@ impl ServeArgs {
         config.retention_records = self.retention_records;
         config.retention_bytes = self.retention_bytes;
         config.unsafe_no_fsync = self.unsafe_no_fsync;
+        config.peer_tls = match (self.peer_ca, self.peer_cert, self.peer_key) {
+            (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
+            _ => None,
+        };
+        config.insecure_peers = self.insecure_peers;
+        config.api_tls = match (self.api_cert, self.api_key) {
+            (Some(cert), Some(key)) => Some(ApiTlsFiles {
+                cert,
+                key,
+                client_ca: self.api_client_ca,
+            }),
+            _ => None,
+        };
+        config.api_token_file = self.api_token_file;
+        config.skip_undecodable_entries = self.skip_undecodable_entries;
         config.check()?;
         Ok(config)
     }
@@ -198,12 +252,58 @@ struct ClusterArgs {
 }
 
 #[derive(Args)]
+struct CertsArgs {
+    /// The CA's directory: `ca.pem` and `ca.key` are made there unless
+    /// present, and each certificate goes beside them.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The cluster's name (its hash goes into each node's peer name).
+    #[arg(long, default_value = "raft-node")]
+    cluster_name: String,
+    /// Node ids to issue peer certificates for.
+    #[arg(long, value_delimiter = ',')]
+    nodes: Vec<u64>,
+    /// API client names to issue client certificates for.
+    #[arg(long = "client", value_delimiter = ',')]
+    clients: Vec<String>,
+}
+
+#[derive(Args)]
 struct AdminArgs {
     /// Any node's API address (a follower forwards to the leader).
     #[arg(long)]
     api: SocketAddr,
+    #[command(flatten)]
+    credentials: CredentialArgs,
     #[command(subcommand)]
     change: AdminChange,
+}
+
+/// What an API client presents.
+#[derive(Args)]
+struct CredentialArgs {
+    /// Speak TLS, trusting the node's API certificate to this CA.
+    #[arg(long)]
+    api_ca: Option<PathBuf>,
+    /// A client certificate to present (PEM), with --api-client-key.
+    #[arg(long, requires_all = ["api_ca", "api_client_key"])]
+    api_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "api_client_cert")]
+    api_client_key: Option<PathBuf>,
+    /// A file holding the bearer token to send.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl CredentialArgs {
+    fn load(&self) -> Result<ApiCredentials, raft_node::tls::TlsError> {
+        let client = self
+            .api_client_cert
+            .as_deref()
+            .zip(self.api_client_key.as_deref());
+        ApiCredentials::load(self.api_ca.as_deref(), client, self.token_file.as_deref())
+    }
 }
 
 #[derive(Subcommand)]
@@ -232,6 +332,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Cluster(args) => run_cluster(args).await,
+            Command::Certs(args) => certs(args),
             Command::Admin(args) => admin(args).await,
             Command::Bench(args) => bench(args).await,
             Command::Nemesis(args) => nemesis(args).await,
@@ -283,7 +384,7 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
 
 async fn run_cluster(args: ClusterArgs) -> Result<(), AnyError> {
     std::fs::create_dir_all(&args.dir)?;
-    let configs = cluster::plan(args.nodes, &args.dir);
+    let configs = cluster::plan(args.nodes, &args.dir)?;
     let mut nodes = LocalCluster::start(&std::env::current_exe()?, configs)?;
     for id in nodes.ids() {
         let c = nodes.config(id);
@@ -302,8 +403,32 @@ async fn run_cluster(args: ClusterArgs) -> Result<(), AnyError> {
     Ok(())
 }
 
+fn certs(args: CertsArgs) -> Result<(), AnyError> {
+    let ca = ClusterCa::open_or_create(&args.dir)?;
+    println!("CA: {}", ca.ca_path().display());
+    let cluster = raft_node::cluster_id::ClusterId::of_name(&args.cluster_name);
+    for id in args.nodes {
+        let files = ca.issue_node(cluster, id)?;
+        println!(
+            "node {id}: --peer-ca {} --peer-cert {} --peer-key {}",
+            files.ca.display(),
+            files.cert.display(),
+            files.key.display()
+        );
+    }
+    for name in args.clients {
+        let files = ca.issue_client(&name)?;
+        println!(
+            "client {name}: --api-client-cert {} --api-client-key {}",
+            files.cert.display(),
+            files.key.display()
+        );
+    }
+    Ok(())
+}
+
 async fn admin(args: AdminArgs) -> Result<(), AnyError> {
-    let mut client = Client::connect(args.api).await?;
+    let mut client = Client::connect_with(args.api, &args.credentials.load()?).await?;
     let change = match args.change {
         AdminChange::Status => {
             println!("{}", serde_json::to_string_pretty(&client.status().await?)?);

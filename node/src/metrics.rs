@@ -34,6 +34,9 @@ pub struct Metrics {
     /// Entries whose records were not applied: appended in another term
     /// than the one their proposer stamped them with.
     pub stale_proposals_skipped: IntCounter,
+    /// Proposals forwarded by a peer and refused because an entry does
+    /// not decode.
+    pub undecodable_proposals_refused: IntCounter,
 }
 
 impl Metrics {
@@ -101,9 +104,14 @@ impl Metrics {
                 "Entries not applied: appended outside their stamped term",
             )
             .expect("valid counter"),
+            undecodable_proposals_refused: IntCounter::new(
+                "undecodable_proposals_refused_total",
+                "Forwarded proposals refused: an entry does not decode",
+            )
+            .expect("valid counter"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
             Box::new(metrics.commit_latency_seconds.clone()),
             Box::new(metrics.fsyncs.clone()),
             Box::new(metrics.entries_persisted.clone()),
@@ -117,6 +125,7 @@ impl Metrics {
             Box::new(metrics.wal_syncs.clone()),
             Box::new(metrics.appends_retried.clone()),
             Box::new(metrics.stale_proposals_skipped.clone()),
+            Box::new(metrics.undecodable_proposals_refused.clone()),
         ];
         for c in collectors {
             metrics.registry.register(c).expect("unique metric names");

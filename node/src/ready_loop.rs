@@ -26,18 +26,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use protobuf::Message as _;
 use raft::{RawNode, Ready, StateRole, Storage};
 use raft_proto::eraftpb::{
-    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
+    ConfState, Entry, HardState, Message, MessageType,
 };
-use raft_proto::ConfChangeI;
 use raft_wal_storage::{WalError, WalStorage};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::NodeConfig;
+use crate::entry::{self, Decoded, Undecodable};
 use crate::error::NodeError;
 use crate::handle::{Appended, Input, Membership, RequestError, Status};
 use crate::metrics::Metrics;
@@ -113,6 +112,9 @@ pub struct ReadyLoop {
     appends: PendingAppends,
     changes: HashMap<u64, Reply<Membership>>,
     reads: PendingReads,
+    /// Committed entries to apply as empty although they do not decode
+    /// (`--skip-undecodable-entry`).
+    skip_undecodable: Vec<u64>,
 }
 
 impl ReadyLoop {
@@ -163,6 +165,7 @@ impl ReadyLoop {
             appends: PendingAppends::default(),
             changes: HashMap::new(),
             reads: PendingReads::default(),
+            skip_undecodable: config.skip_undecodable_entries.clone(),
         })
     }
 
@@ -208,6 +211,19 @@ impl ReadyLoop {
                 // A response proves that our messages reach the peer.
                 if is_response(msg.get_msg_type()) {
                     self.peers.heard_from(msg.from);
+                }
+                // A proposal forwarded by a follower is checked before raft
+                // takes it: what does not decode must never be committed.
+                if msg.get_msg_type() == MessageType::MsgPropose {
+                    if let Some((at, reason)) = entry::first_undecodable(msg.get_entries()) {
+                        warn!(
+                            "refusing a proposal forwarded by node {}: entry {at} of {} does not decode ({reason})",
+                            msg.from,
+                            msg.get_entries().len()
+                        );
+                        self.metrics.undecodable_proposals_refused.inc();
+                        return Ok(());
+                    }
                 }
                 if let Err(e) = self.raw.step(*msg) {
                     // Messages from removed or unknown peers, stale
@@ -435,19 +451,28 @@ impl ReadyLoop {
     async fn apply(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
         for entry in entries {
             self.appends.on_applied_term(entry.term);
-            match entry.get_entry_type() {
-                EntryType::EntryNormal if entry.data.is_empty() => {
-                    self.write_log().skip(entry.index)
+            let decoded = match entry::decode(&entry) {
+                Ok(decoded) => decoded,
+                Err(reason) if self.skip_undecodable.contains(&entry.index) => {
+                    warn!(
+                        "committed entry {} (term {}) does not decode ({reason}); applied as empty, as --skip-undecodable-entry says",
+                        entry.index, entry.term
+                    );
+                    Decoded::Empty
                 }
-                EntryType::EntryNormal => self.apply_records(&entry)?,
-                EntryType::EntryConfChange => {
-                    let cc = ConfChange::parse_from_bytes(&entry.data)?;
-                    self.apply_change(entry.index, cc.into_v2()).await?;
+                Err(reason) => {
+                    return Err(Undecodable {
+                        index: entry.index,
+                        term: entry.term,
+                        reason,
+                    }
+                    .into())
                 }
-                EntryType::EntryConfChangeV2 => {
-                    let cc = ConfChangeV2::parse_from_bytes(&entry.data)?;
-                    self.apply_change(entry.index, cc).await?;
-                }
+            };
+            match decoded {
+                Decoded::Empty => self.write_log().skip(entry.index),
+                Decoded::Records(proposal) => self.apply_records(&entry, proposal),
+                Decoded::Change(cc) => self.apply_change(entry.index, cc).await?,
             }
         }
         Ok(())
@@ -462,15 +487,14 @@ impl ReadyLoop {
         self.log.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn apply_records(&mut self, entry: &Entry) -> Result<(), NodeError> {
-        let proposal = Proposal::decode(&entry.data)?;
+    fn apply_records(&mut self, entry: &Entry, proposal: Proposal) {
         if !Proposal::in_stamped_term(&entry.context, entry.term) {
             // A proposal carried into another term (by a deposed leader
             // forwarding it on): its proposer proposes it again once it is
             // lost, so it must not be stored here too.
             self.metrics.stale_proposals_skipped.inc();
             self.write_log().skip(entry.index);
-            return Ok(());
+            return;
         }
         let offset = self.write_log().apply(entry.index, &proposal.records);
         if proposal.proposer == self.raw.raft.id {
@@ -481,7 +505,6 @@ impl ReadyLoop {
             self.appends
                 .on_applied(proposal.seq, appended, &self.metrics);
         }
-        Ok(())
     }
 
     fn status(&self) -> Status {

@@ -10,6 +10,7 @@ use raft_proto::eraftpb::{ConfState, Snapshot};
 use raft_wal_storage::{SyncPolicy, WalOptions, WalStorage};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, Instrument};
 
@@ -22,7 +23,9 @@ use crate::metrics::Metrics;
 use crate::persister;
 use crate::ready_loop::ReadyLoop;
 use crate::state_machine::RecordLog;
-use crate::transport::{self, Peers};
+use crate::tls::api::{read_token, TlsListener};
+use crate::tls::peer::PeerTls;
+use crate::transport::{self, Members, PeerSecurity, Peers};
 
 /// Requests queued for the Ready loop before senders wait.
 const INBOX_REQUESTS: usize = 16_384;
@@ -95,6 +98,7 @@ pub fn found(config: &NodeConfig, store: &WalStorage) -> Result<(), NodeError> {
 /// [`IdentityError::ClusterExists`] naming the peer.
 pub async fn refuse_if_cluster_exists(
     config: &NodeConfig,
+    security: &PeerSecurity,
     cluster: ClusterId,
 ) -> Result<(), NodeError> {
     let majority = config.peers.len() / 2 + 1;
@@ -106,7 +110,7 @@ pub async fn refuse_if_cluster_exists(
             .iter()
             .filter(|(id, _)| !blank.contains(id))
             .map(|(&id, &addr)| async move {
-                (id, transport::probe(addr, cluster, config.id, id).await)
+                (id, transport::probe(addr, security, cluster, config.id, id).await)
             });
         for (peer, held) in futures::future::join_all(asked).await {
             match held {
@@ -197,6 +201,8 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
             .expect("opening the WAL returns errors, it does not panic")?
     };
     let cluster = ClusterId::of_name(&config.cluster_name);
+    let security = Arc::new(peer_security(&config, cluster)?);
+    let members = Members::new(config.peers.keys().copied().filter(|&peer| peer != id));
     let metrics = Arc::new(Metrics::new(id));
     let (inbox_tx, inbox) = mpsc::channel(INBOX_REQUESTS);
     let bind = |what, addr| move |source| NodeError::Bind { what, addr, source };
@@ -206,12 +212,23 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
     let api_listener = TcpListener::bind(config.api)
         .await
         .map_err(bind("API address", config.api))?;
+    let api_listener = match &config.api_tls {
+        Some(files) => Either::Left(TlsListener::new(api_listener, files)?),
+        None => Either::Right(api_listener),
+    };
+    let api_token = config
+        .api_token_file
+        .as_deref()
+        .map(read_token)
+        .transpose()?;
     // Listening before founding: a blank founder waits for its peers'
     // answers, and they for its own. Messages queue until the loop runs.
     let identity = transport::Identity {
         me: id,
         cluster,
         store: store.clone(),
+        security: security.clone(),
+        members: members.clone(),
     };
     tokio::spawn(transport::serve(
         peer_listener,
@@ -220,14 +237,21 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
         stop.clone(),
     ));
     if is_blank(&store)? && !config.join {
-        refuse_if_cluster_exists(&config, cluster).await?;
+        refuse_if_cluster_exists(&config, &security, cluster).await?;
         found(&config, &store)?;
     }
     cluster.check_or_store(&config.dir)?;
     let (raw, log) = restore(&config, &store, &raft_logger(id))?;
     let applied = log.applied();
 
-    let mut peers = Peers::new(id, cluster, inbox_tx.clone(), metrics.clone(), stop.clone());
+    let mut peers = Peers::new(
+        id,
+        cluster,
+        (security, members),
+        inbox_tx.clone(),
+        metrics.clone(),
+        stop.clone(),
+    );
     for (&peer, &addr) in &config.peers {
         peers.connect(peer, addr);
     }
@@ -256,8 +280,14 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
         node: NodeHandle::new(inbox_tx, REQUEST_TIMEOUT),
         log,
         metrics,
+        token: api_token.map(Arc::from),
     };
-    tokio::spawn(api::serve(api_listener, state, stop.clone()).in_current_span());
+    match api_listener {
+        Either::Left(tls) => tokio::spawn(api::serve(tls, state, stop.clone()).in_current_span()),
+        Either::Right(plain) => {
+            tokio::spawn(api::serve(plain, state, stop.clone()).in_current_span())
+        }
+    };
     info!(
         "node {id}: raft on {}, API on {}, WAL in {}, applied {applied}",
         config.listen(),
@@ -267,6 +297,20 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
     let result = ready_loop.run(stop.clone()).await;
     stop.cancel();
     result
+}
+
+/// Peer TLS from the configured files, or plain TCP with a warning.
+fn peer_security(config: &NodeConfig, cluster: ClusterId) -> Result<PeerSecurity, NodeError> {
+    match &config.peer_tls {
+        Some(files) => Ok(PeerSecurity::Tls(PeerTls::load(files, cluster)?)),
+        None => {
+            tracing::warn!(
+                "--insecure-peers: the raft port takes plain TCP; anyone who reaches it can \
+                 speak raft to this node as any member"
+            );
+            Ok(PeerSecurity::Insecure)
+        }
+    }
 }
 
 /// raft-rs's own log records, on stderr beside the node's, tagged with the

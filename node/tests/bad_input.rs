@@ -17,7 +17,7 @@ fn binary() -> &'static Path {
 }
 
 async fn one_node(dir: &Path) -> LocalCluster {
-    let mut nodes = LocalCluster::start(binary(), cluster::plan(1, dir)).unwrap();
+    let mut nodes = LocalCluster::start(binary(), cluster::plan(1, dir).unwrap()).unwrap();
     nodes
         .wait_for_leader(Duration::from_secs(20))
         .await
@@ -123,7 +123,7 @@ fn serve_fails(args: &[String]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_with_a_wrong_id_or_peer_list_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let configs = cluster::plan(3, dir.path());
+    let configs = cluster::plan(3, dir.path()).unwrap();
     let mut nodes = LocalCluster::start(binary(), configs.clone()).unwrap();
     nodes
         .wait_for_leader(Duration::from_secs(20))

@@ -22,7 +22,7 @@ fn binary() -> &'static Path {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_founding_member_whose_data_is_lost_refuses_to_found_the_cluster_again() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut nodes, leader) = LocalCluster::start_led(binary(), cluster::plan(3, dir.path()))
+    let (mut nodes, leader) = LocalCluster::start_led(binary(), cluster::plan(3, dir.path()).unwrap())
         .await
         .unwrap();
     let mut client = Client::connect(nodes.api(leader)).await.unwrap();
@@ -64,7 +64,7 @@ fn hello(cluster: u64, from: u64, to: u64) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_of_another_cluster_is_cut_off_before_raft_sees_its_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let configs = cluster::plan(3, dir.path());
+    let configs = cluster::plan(3, dir.path()).unwrap();
     let (mut nodes, leader) = LocalCluster::start_led(binary(), configs).await.unwrap();
     let target = nodes.ids().into_iter().find(|&id| id != leader).unwrap();
     let term = |nodes: &LocalCluster| {

@@ -29,7 +29,7 @@ async fn log_of(api: std::net::SocketAddr) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node3_catches_up_after_kill_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let mut configs = cluster::plan(3, dir.path());
+    let mut configs = cluster::plan(3, dir.path()).unwrap();
     // Snapshot and compact while node 3 is down, so it has to catch up
     // through a snapshot and then the log after it. Node 3 persists
     // asynchronously: a snapshot's Ready is then durable only after the

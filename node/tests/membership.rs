@@ -60,12 +60,13 @@ fn joiner(id: u64, dir: &Path, founder: &NodeConfig) -> (NodeConfig, std::net::S
     );
     config.peers.insert(id, addrs[0]);
     config.join = true;
+    config.peer_tls = Some(cluster::peer_tls(dir, &config.cluster_name, id).unwrap());
     (config, addrs[0])
 }
 
 /// Three nodes in `dir` on default settings, and their leader.
 async fn three_nodes(dir: &Path) -> (LocalCluster, u64) {
-    LocalCluster::start_led(binary(), cluster::plan(3, dir))
+    LocalCluster::start_led(binary(), cluster::plan(3, dir).unwrap())
         .await
         .unwrap()
 }
@@ -73,7 +74,7 @@ async fn three_nodes(dir: &Path) -> (LocalCluster, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_node_is_added_as_learner_promoted_and_another_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut configs = cluster::plan(3, dir.path());
+    let mut configs = cluster::plan(3, dir.path()).unwrap();
     for c in &mut configs {
         c.snapshot_entries = 500;
         c.log_tail_entries = 100;
@@ -176,7 +177,7 @@ async fn a_learner_catches_up_from_a_snapshot_larger_than_a_frame() {
     const RECORD_BYTES: usize = 1_900_000;
     assert!(RECORDS as usize * RECORD_BYTES > raft_node::transport::MAX_FRAME_BYTES);
     let dir = tempfile::tempdir().unwrap();
-    let mut configs = cluster::plan(1, dir.path());
+    let mut configs = cluster::plan(1, dir.path()).unwrap();
     configs[0].snapshot_entries = 5;
     configs[0].log_tail_entries = 1;
     configs[0].retention_bytes = 2 * raft_node::transport::MAX_FRAME_BYTES;
@@ -257,7 +258,7 @@ async fn removing_the_last_voter_is_refused_and_the_node_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_while_another_is_pending_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut configs = cluster::plan(3, dir.path());
+    let mut configs = cluster::plan(3, dir.path()).unwrap();
     for c in &mut configs {
         // The leader must not step down while its followers are paused.
         c.election_ticks = 60;

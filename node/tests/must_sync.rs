@@ -22,7 +22,7 @@ async fn fsyncs(api: std::net::SocketAddr) -> u64 {
 
 async fn follower_fsyncs_per_append(persist: Persistence) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let mut configs = cluster::plan(3, dir.path());
+    let mut configs = cluster::plan(3, dir.path()).unwrap();
     for c in &mut configs {
         c.persist = persist;
     }

@@ -104,7 +104,7 @@ fn membership_changes_after_the_snapshot_replay_onto_its_configuration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_committed_change_raft_refuses_is_a_no_op_and_the_node_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
-    let config = cluster::plan(1, dir.path()).remove(0);
+    let config = cluster::plan(1, dir.path()).unwrap().remove(0);
     let store = open_storage(&config).unwrap();
     found(&config, &store).unwrap();
     store

@@ -194,6 +194,9 @@ pub enum NemesisError {
     /// Processes, proxies or mounts could not start, or LazyFS failed.
     #[error("setup: {0}")]
     Setup(#[from] std::io::Error),
+    /// The cluster's certificates could not be made.
+    #[error("setup: {0}")]
+    Certificates(#[from] crate::tls::TlsError),
     /// The cluster did not converge once the faults were healed.
     #[error("no convergence after healing: {0}")]
     NoConvergence(String),
@@ -227,7 +230,7 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, NemesisError> {
     let stop = CancellationToken::new();
     let _stop_proxies = stop.clone().drop_guard();
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let mut configs = cluster::plan(3, &opts.dir);
+    let mut configs = cluster::plan(3, &opts.dir)?;
     // Snapshots often enough that restarted nodes also catch up by one;
     // each node persists synchronously or asynchronously, by the seed.
     for c in &mut configs {

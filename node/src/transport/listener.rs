@@ -2,6 +2,7 @@
 //! Ready loop.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument};
 
 use super::frame::{self, Hello, SnapshotChunks};
+use super::secure::{Members, PeerSecurity};
 use crate::cluster_id::ClusterId;
 use crate::handle::Input;
 
@@ -29,6 +31,10 @@ pub struct Identity {
     pub cluster: ClusterId,
     /// Its WAL: a probe is answered with the last index it holds.
     pub store: WalStorage,
+    /// How connections are secured.
+    pub security: Arc<PeerSecurity>,
+    /// The nodes admitted: the members this node talks to.
+    pub members: Members,
 }
 
 /// Accepts peer connections until `stop`; each one is read by its own task.
@@ -60,35 +66,45 @@ pub async fn serve(
     }
 }
 
-/// Reads one connection. A first frame that is no hello of this cluster
-/// for this node, a later frame that is not a raft message, or a message
-/// for another node or from another sender than the hello named, ends the
-/// connection with a log line naming the peer: the sender is broken,
-/// misconfigured or a stranger, and nothing it sends after that can be
-/// trusted.
+/// Reads one connection. A connection whose TLS does not prove a current
+/// member (with `--insecure-peers`, whose hello names none), a first frame
+/// that is no hello of this cluster for this node from the member the
+/// certificate proves, a later frame that is not a raft message, or a
+/// message for another node or from another sender than the hello named,
+/// ends the connection with a log line naming the peer: the sender is
+/// broken, misconfigured or a stranger, and nothing it sends after that
+/// can be trusted.
 async fn read_peer(
-    stream: TcpStream,
+    tcp: TcpStream,
     remote: SocketAddr,
     identity: Identity,
     inbox: mpsc::Sender<Input>,
     stop: CancellationToken,
 ) {
     let me = identity.me;
-    let _ = stream.set_nodelay(true);
-    // The hello is read with its own size as the frame limit and under a
-    // timeout: a stranger gets neither a 64 MiB buffer nor a task that
-    // waits forever.
-    let mut frames = Framed::new(stream, frame::hello_codec());
-    let first = tokio::select! {
-        _ = stop.cancelled() => return,
-        first = tokio::time::timeout(HELLO_TIMEOUT, frames.next()) => first,
+    let _ = tcp.set_nodelay(true);
+    // The handshake and the hello run under one timeout, and the hello is
+    // read with its own size as the frame limit: a stranger gets neither a
+    // 64 MiB buffer nor a task that waits forever.
+    let opened = async {
+        let (stream, proven) = identity.security.admit(tcp, &identity.members).await?;
+        let mut frames = Framed::new(stream, frame::hello_codec());
+        Ok::<_, String>((frames.next().await, proven, frames))
     };
-    let hello = match first {
+    let opened = tokio::select! {
+        _ = stop.cancelled() => return,
+        opened = tokio::time::timeout(HELLO_TIMEOUT, opened) => opened,
+    };
+    let (hello, proven, frames) = match opened {
         Err(_) => {
             warn!("peer {remote}: no hello within {HELLO_TIMEOUT:?}; closing the connection");
             return;
         }
-        Ok(first) => first,
+        Ok(Err(refused)) => {
+            warn!("peer {remote}: {refused}; closing the connection");
+            return;
+        }
+        Ok(Ok(opened)) => opened,
     };
     let hello = match hello {
         None => return,
@@ -108,6 +124,20 @@ async fn read_peer(
         warn!(
             "peer {remote}: node {} of cluster {:016x} means to reach node {}; this is node {me} of cluster {:016x}; closing the connection",
             hello.from, hello.cluster, hello.to, identity.cluster.0
+        );
+        return;
+    }
+    if let Some(proven) = proven.filter(|&id| id != hello.from) {
+        warn!(
+            "peer {remote}: the certificate of node {proven} says hello as node {}; closing the connection",
+            hello.from
+        );
+        return;
+    }
+    if !identity.members.ids().contains(&hello.from) {
+        warn!(
+            "peer {remote}: node {} is no member this node talks to; closing the connection",
+            hello.from
         );
         return;
     }

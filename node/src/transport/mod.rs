@@ -1,5 +1,6 @@
 //! Peer transport over TCP: one outbound connection per peer, fed by a
-//! bounded queue, and a listener for the inbound ones.
+//! bounded queue, and a listener for the inbound ones. Connections are
+//! mutual TLS, or plain TCP behind `--insecure-peers` ([`secure`]).
 //!
 //! The Ready loop never waits on the network: [`Peers::send`] only queues.
 //! A full queue (in messages or in bytes) drops the message, which raft
@@ -10,6 +11,7 @@
 mod frame;
 mod listener;
 mod peer;
+mod secure;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +29,7 @@ use crate::metrics::Metrics;
 
 pub use frame::{Hello, MAX_FRAME_BYTES, MAX_SNAPSHOT_BYTES, SNAPSHOT_CHUNK_BYTES};
 pub use listener::{serve, Identity};
+pub use secure::{Members, PeerSecurity};
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE_MESSAGES: usize = 4096;
@@ -45,10 +48,17 @@ fn queued_size(msg: &Message) -> usize {
 /// How much log the node at `addr` holds: its last index (1 right after
 /// founding, 0 blank), or `None` if it cannot be reached within a second
 /// or refuses the hello (another cluster, another node).
-pub async fn probe(addr: SocketAddr, cluster: ClusterId, me: u64, to: u64) -> Option<u64> {
+pub async fn probe(
+    addr: SocketAddr,
+    security: &PeerSecurity,
+    cluster: ClusterId,
+    me: u64,
+    to: u64,
+) -> Option<u64> {
     use futures::{SinkExt, StreamExt};
     let asked = async {
-        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let stream = security.dial(tcp, to).await.ok()?;
         let mut frames = tokio_util::codec::Framed::new(stream, frame::codec());
         let hello = Hello {
             cluster: cluster.0,
@@ -88,6 +98,8 @@ pub struct Undelivered {
 pub struct Peers {
     me: u64,
     cluster: ClusterId,
+    security: Arc<PeerSecurity>,
+    members: Members,
     queues: HashMap<u64, Queue>,
     inbox: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
@@ -95,10 +107,12 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// No peers yet; writer tasks report back through `inbox`.
+    /// No peers yet; writer tasks report back through `inbox`. `members`
+    /// is kept to the peers connected, for the listener to admit.
     pub fn new(
         me: u64,
         cluster: ClusterId,
+        (security, members): (Arc<PeerSecurity>, Members),
         inbox: mpsc::Sender<Input>,
         metrics: Arc<Metrics>,
         stop: CancellationToken,
@@ -106,6 +120,8 @@ impl Peers {
         Peers {
             me,
             cluster,
+            security,
+            members,
             queues: HashMap::new(),
             inbox,
             metrics,
@@ -131,6 +147,7 @@ impl Peers {
             },
             id,
             addr,
+            security: self.security.clone(),
             outbox,
             queued_bytes: bytes.clone(),
             heard: heard.clone(),
@@ -138,6 +155,7 @@ impl Peers {
             stop: self.stop.child_token(),
         };
         tokio::spawn(writer.run().in_current_span());
+        self.members.insert(id);
         self.queues.insert(
             id,
             Queue {
@@ -157,6 +175,7 @@ impl Peers {
 
     /// Stops the writer task for a removed member.
     pub fn disconnect(&mut self, id: u64) {
+        self.members.remove(id);
         self.queues.remove(&id);
     }
 
@@ -233,6 +252,7 @@ mod tests {
         let peers = Peers::new(
             1,
             ClusterId(0),
+            (Arc::new(PeerSecurity::Insecure), Members::default()),
             inbox,
             Arc::new(Metrics::new(1)),
             CancellationToken::new(),

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::frame::{self, Hello};
+use super::secure::{PeerSecurity, PeerStream};
 use crate::handle::Input;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
@@ -27,6 +28,7 @@ pub(super) struct Writer {
     pub hello: Hello,
     pub id: u64,
     pub addr: SocketAddr,
+    pub security: Arc<PeerSecurity>,
     pub outbox: mpsc::Receiver<Message>,
     /// Bytes of the messages in `outbox`, shared with the sender.
     pub queued_bytes: Arc<AtomicUsize>,
@@ -56,7 +58,7 @@ impl Writer {
         loop {
             let stream = tokio::select! {
                 _ = self.stop.cancelled() => return,
-                s = TcpStream::connect(self.addr) => s,
+                s = self.open() => s,
             };
             match stream {
                 Ok(stream) => {
@@ -84,8 +86,14 @@ impl Writer {
         }
     }
 
-    async fn write_until_error(&mut self, stream: TcpStream) -> Ended {
-        let _ = stream.set_nodelay(true);
+    /// A connection to the peer, secured.
+    async fn open(&self) -> std::io::Result<PeerStream> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        let _ = tcp.set_nodelay(true);
+        self.security.dial(tcp, self.id).await
+    }
+
+    async fn write_until_error(&mut self, stream: PeerStream) -> Ended {
         let mut sink = FramedWrite::new(stream, frame::codec());
         if let Err(e) = sink.send(self.hello.encode()).await {
             info!("node {} at {}: hello failed ({e})", self.id, self.addr);
@@ -205,6 +213,7 @@ mod tests {
             },
             id: 2,
             addr,
+            security: Arc::new(PeerSecurity::Insecure),
             outbox,
             queued_bytes: Arc::new(AtomicUsize::new(0)),
             heard: Arc::new(AtomicBool::new(false)),
