@@ -15,8 +15,8 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 
 use crate::api::{AppendRequest, ReadResponse};
-use crate::tls::api::ApiCredentials;
 use crate::handle::{Appended, Membership, MembershipChange, Status};
+use crate::tls::api::ApiCredentials;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]

@@ -71,7 +71,8 @@ pub fn plan(n: u64, dir: &Path) -> Result<Vec<NodeConfig>, TlsError> {
     (1..=n)
         .map(|id| {
             let api = addrs[(n + id) as usize - 1];
-            let mut config = NodeConfig::new(id, dir.join(format!("node-{id}")), api, peers.clone());
+            let mut config =
+                NodeConfig::new(id, dir.join(format!("node-{id}")), api, peers.clone());
             config.peer_tls = Some(peer_tls(dir, &config.cluster_name, id)?);
             Ok(config)
         })

@@ -27,9 +27,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use raft::{RawNode, Ready, StateRole, Storage};
-use raft_proto::eraftpb::{
-    ConfState, Entry, HardState, Message, MessageType,
-};
+use raft_proto::eraftpb::{ConfState, Entry, HardState, Message, MessageType};
 use raft_wal_storage::{WalError, WalStorage};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;

@@ -110,7 +110,10 @@ pub async fn refuse_if_cluster_exists(
             .iter()
             .filter(|(id, _)| !blank.contains(id))
             .map(|(&id, &addr)| async move {
-                (id, transport::probe(addr, security, cluster, config.id, id).await)
+                (
+                    id,
+                    transport::probe(addr, security, cluster, config.id, id).await,
+                )
             });
         for (peer, held) in futures::future::join_all(asked).await {
             match held {

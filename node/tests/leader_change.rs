@@ -18,9 +18,10 @@ fn binary() -> &'static Path {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_forwarded_to_a_deposed_leader_fails_fast_with_503() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut nodes, leader) = LocalCluster::start_led(binary(), cluster::plan(3, dir.path()).unwrap())
-        .await
-        .unwrap();
+    let (mut nodes, leader) =
+        LocalCluster::start_led(binary(), cluster::plan(3, dir.path()).unwrap())
+            .await
+            .unwrap();
     let follower = nodes.ids().into_iter().find(|&id| id != leader).unwrap();
     let mut client = Client::connect(nodes.api(follower)).await.unwrap();
     client.append(vec!["before".into()]).await.unwrap();
@@ -38,9 +39,10 @@ async fn a_read_forwarded_to_a_deposed_leader_fails_fast_with_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_forwarded_to_a_deposed_leader_are_proposed_again_and_stored_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut nodes, leader) = LocalCluster::start_led(binary(), cluster::plan(3, dir.path()).unwrap())
-        .await
-        .unwrap();
+    let (mut nodes, leader) =
+        LocalCluster::start_led(binary(), cluster::plan(3, dir.path()).unwrap())
+            .await
+            .unwrap();
     let follower = nodes.ids().into_iter().find(|&id| id != leader).unwrap();
     let api = nodes.api(follower);
     Client::connect(api)

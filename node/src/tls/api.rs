@@ -69,7 +69,8 @@ pub struct TlsListener {
     handshakes: FuturesUnordered<Handshake>,
 }
 
-type Handshake = Pin<Box<dyn Future<Output = Option<(server::TlsStream<TcpStream>, SocketAddr)>> + Send>>;
+type Handshake =
+    Pin<Box<dyn Future<Output = Option<(server::TlsStream<TcpStream>, SocketAddr)>> + Send>>;
 
 impl TlsListener {
     /// TLS on `tcp` with the certificate, key and optional client CA of

@@ -52,7 +52,9 @@ fn write(path: PathBuf, contents: &str, private: bool) -> Result<PathBuf, TlsErr
 impl ClusterCa {
     fn params() -> Result<CertificateParams, TlsError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, CA_SUBJECT);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, CA_SUBJECT);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         Ok(params)
@@ -128,7 +130,10 @@ impl ClusterCa {
             params
                 .extended_key_usages
                 .push(ExtendedKeyUsagePurpose::ServerAuth);
-            for ip in [IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)] {
+            for ip in [
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ] {
                 params.subject_alt_names.push(SanType::IpAddress(ip));
             }
         }
@@ -137,7 +142,11 @@ impl ClusterCa {
         Ok(TlsFiles {
             ca: self.ca_path(),
             cert: write(self.dir.join(format!("{stem}.pem")), &cert.pem(), false)?,
-            key: write(self.dir.join(format!("{stem}.key")), &key.serialize_pem(), true)?,
+            key: write(
+                self.dir.join(format!("{stem}.key")),
+                &key.serialize_pem(),
+                true,
+            )?,
         })
     }
 }

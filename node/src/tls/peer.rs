@@ -43,8 +43,8 @@ impl PeerTls {
         let roots = load_roots(&files.ca)?;
         let chain = load_certs(&files.cert)?;
         let key = load_key(&files.key)?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
-            .build()?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(roots.clone(), provider()).build()?;
         let server = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)

@@ -67,7 +67,7 @@ pub async fn serve(
 }
 
 /// Reads one connection. A connection whose TLS does not prove a current
-/// member (with `--insecure-peers`, whose hello names none), a first frame
+/// member (with `--insecure-peers` there is no such proof), a first frame
 /// that is no hello of this cluster for this node from the member the
 /// certificate proves, a later frame that is not a raft message, or a
 /// message for another node or from another sender than the hello named,
@@ -134,13 +134,7 @@ async fn read_peer(
         );
         return;
     }
-    if !identity.members.ids().contains(&hello.from) {
-        warn!(
-            "peer {remote}: node {} is no member this node talks to; closing the connection",
-            hello.from
-        );
-        return;
-    }
+
     let mut frames = frames.map_codec(|_| frame::codec());
     if hello.probe {
         let held = raft::Storage::last_index(&identity.store).unwrap_or(0);

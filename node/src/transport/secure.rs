@@ -39,7 +39,10 @@ impl Members {
     }
 
     pub(super) fn remove(&self, id: u64) {
-        self.0.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
     }
 
     /// The current members, this node excluded.

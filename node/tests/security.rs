@@ -1,0 +1,471 @@
+//! Authentication, on real processes: what reaches raft through a node's
+//! raft port, and what its API takes.
+//!
+//! The attack: a stranger opens a connection to a follower's raft port
+//! and sends one MsgAppend "from the leader" at term 1000 that matches the
+//! follower's last entry and commits one entry of 7 garbage bytes. With
+//! plain TCP (`--insecure-peers`) it gets through: the follower moves to
+//! term 1000 and stops on the entry, naming it and the way out. With TLS,
+//! the default, it is refused, and so are a member's certificate used to
+//! speak as another member and certificates of another cluster.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protobuf::Message as _;
+use raft_node::client::Client;
+use raft_node::cluster::{self, LocalCluster};
+use raft_node::cluster_id::ClusterId;
+use raft_node::config::NodeConfig;
+use raft_node::tls::api::{ApiCredentials, ApiTlsFiles};
+use raft_node::tls::certs::ClusterCa;
+use raft_node::tls::peer::PeerTls;
+use raft_node::tls::TlsFiles;
+use raft_node::transport::Hello;
+use raft_proto::eraftpb::{Entry, Message, MessageType};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_raft-node"))
+}
+
+/// One length-delimited frame.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+fn hello(cluster: ClusterId, from: u64, to: u64) -> Vec<u8> {
+    let hello = Hello {
+        cluster: cluster.0,
+        from,
+        to,
+        probe: false,
+    };
+    frame(&hello.encode())
+}
+
+/// A message carrying one entry of 7 garbage bytes.
+fn with_garbage(kind: MessageType, from: u64, to: u64, term: u64, index: u64) -> Message {
+    let entry = Entry {
+        term,
+        index,
+        data: b"garbage".to_vec().into(),
+        ..Default::default()
+    };
+    let mut msg = Message {
+        from,
+        to,
+        term,
+        ..Default::default()
+    };
+    msg.set_msg_type(kind);
+    msg.set_entries(vec![entry].into());
+    msg
+}
+
+/// The attack's frame: a MsgAppend "from" `from` at term 1000 whose log
+/// term and index match `to`'s last entry, committing one garbage entry
+/// after it.
+fn forged_append(from: u64, to: u64, last_term: u64, last_index: u64) -> Vec<u8> {
+    let mut msg = with_garbage(MessageType::MsgAppend, from, to, 1_000, last_index + 1);
+    msg.log_term = last_term;
+    msg.index = last_index;
+    msg.commit = last_index + 1;
+    frame(&msg.write_to_bytes().unwrap())
+}
+
+/// Writes `wire` and reads until the node closes the connection; false if
+/// it stays open for 10 s.
+async fn closed_after<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, wire: &[u8]) -> bool {
+    let _ = stream.write_all(wire).await;
+    let _ = stream.flush().await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .is_ok()
+}
+
+/// A TLS client trusting `ca`, presenting `cert` if given.
+fn tls_client(ca: &Path, cert: Option<&TlsFiles>) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = match cert {
+        Some(files) => {
+            let chain = CertificateDer::pem_file_iter(&files.cert)
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_file(&files.key).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    TlsConnector::from(Arc::new(config))
+}
+
+/// Opens TLS to node `to`'s raft port with `connector` and sends `wire`;
+/// whether the node closed the connection (a refused handshake counts).
+async fn tls_closed_after(connector: &TlsConnector, config: &NodeConfig, wire: &[u8]) -> bool {
+    let tcp = TcpStream::connect(config.listen()).await.unwrap();
+    let cluster = ClusterId::of_name(&config.cluster_name);
+    let name = ServerName::try_from(PeerTls::name(cluster, config.id)).unwrap();
+    match connector.connect(name, tcp).await {
+        Ok(stream) => closed_after(stream, wire).await,
+        Err(_) => true,
+    }
+}
+
+/// A node's term and records.
+async fn seen(nodes: &LocalCluster, id: u64) -> (u64, Vec<String>) {
+    let mut client = nodes.client(id).await.unwrap();
+    let term = client.status().await.unwrap().term;
+    (term, client.read_all().await.unwrap().1)
+}
+
+/// Three nodes holding three records, their leader, and a follower that
+/// has every entry the leader has: its term and last index.
+struct Target {
+    nodes: LocalCluster,
+    leader: u64,
+    id: u64,
+    term: u64,
+    last_index: u64,
+}
+
+async fn three_nodes_and_a_follower(configs: Vec<NodeConfig>) -> Target {
+    let (nodes, leader) = LocalCluster::start_led(binary(), configs).await.unwrap();
+    let mut client = nodes.client(leader).await.unwrap();
+    for r in ["a", "b", "c"] {
+        client.append(vec![r.into()]).await.unwrap();
+    }
+    let id = nodes.ids().into_iter().find(|&id| id != leader).unwrap();
+    let leader_last = client.status().await.unwrap().last_index;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = nodes.client(id).await.unwrap().status().await.unwrap();
+        if status.applied == leader_last {
+            return Target {
+                nodes,
+                leader,
+                id,
+                term: status.term,
+                last_index: status.last_index,
+            };
+        }
+        assert!(Instant::now() < deadline, "node {id} never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Target {
+    fn config(&self) -> &NodeConfig {
+        self.nodes.config(self.id)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.nodes.log_path(self.id)).unwrap()
+    }
+
+    fn cluster(&self) -> ClusterId {
+        ClusterId::of_name(&self.config().cluster_name)
+    }
+
+    /// The attack's bytes: a hello as `hello_from`, then the forged append
+    /// "from the leader".
+    fn attack(&self, hello_from: u64) -> Vec<u8> {
+        let mut wire = hello(self.cluster(), hello_from, self.id);
+        wire.extend(forged_append(
+            self.leader,
+            self.id,
+            self.term,
+            self.last_index,
+        ));
+        wire
+    }
+
+    /// Waits out the attack and checks the node is up, at its term, with
+    /// its records.
+    async fn unchanged(&mut self, before: &(u64, Vec<String>)) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(self.nodes.is_up(self.id), "node stopped:\n{}", self.log());
+        assert_eq!(&seen(&self.nodes, self.id).await, before, "{}", self.log());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forged_append_of_a_stranger_is_refused_and_the_follower_keeps_its_term_and_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = three_nodes_and_a_follower(cluster::plan(3, dir.path()).unwrap()).await;
+    let before = seen(&target.nodes, target.id).await;
+    let wire = target.attack(target.leader);
+
+    // As plain TCP, the attack is no TLS handshake.
+    let tcp = TcpStream::connect(target.config().listen()).await.unwrap();
+    assert!(closed_after(tcp, &wire).await);
+    target.unchanged(&before).await;
+    // Over TLS, trusting the cluster's CA, but with no certificate.
+    let ca = &target.config().peer_tls.as_ref().unwrap().ca;
+    let anonymous = tls_client(ca, None);
+    assert!(tls_closed_after(&anonymous, target.config(), &wire).await);
+    target.unchanged(&before).await;
+    assert_eq!(target.log().matches("TLS handshake failed").count(), 2);
+    target.nodes.stop(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_certificate_speaking_as_another_member_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = three_nodes_and_a_follower(cluster::plan(3, dir.path()).unwrap()).await;
+    let before = seen(&target.nodes, target.id).await;
+    // Node `thief`'s own certificate and key, and the member it poses as.
+    let thief = target
+        .nodes
+        .ids()
+        .into_iter()
+        .find(|&id| id != target.id)
+        .unwrap();
+    let posed = (1..=3).find(|&id| id != thief && id != target.id).unwrap();
+    let stolen = target.nodes.config(thief).peer_tls.clone().unwrap();
+    let connector = tls_client(&stolen.ca, Some(&stolen));
+
+    // The hello names the posed member.
+    let mut wire = hello(target.cluster(), posed, target.id);
+    wire.extend(forged_append(
+        posed,
+        target.id,
+        target.term,
+        target.last_index,
+    ));
+    assert!(tls_closed_after(&connector, target.config(), &wire).await);
+    target.unchanged(&before).await;
+    // The hello is honest, the message is not.
+    let mut wire = hello(target.cluster(), thief, target.id);
+    wire.extend(forged_append(
+        posed,
+        target.id,
+        target.term,
+        target.last_index,
+    ));
+    assert!(tls_closed_after(&connector, target.config(), &wire).await);
+    target.unchanged(&before).await;
+
+    let log = target.log();
+    assert!(
+        log.contains(&format!(
+            "the certificate of node {thief} says hello as node {posed}"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "a message from node {posed} for node {} on node {thief}'s connection",
+            target.id
+        )),
+        "{log}"
+    );
+    target.nodes.stop(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = three_nodes_and_a_follower(cluster::plan(3, dir.path()).unwrap()).await;
+    let before = seen(&target.nodes, target.id).await;
+    let ca = target.config().peer_tls.clone().unwrap().ca;
+    let wire = target.attack(target.leader);
+
+    // Another CA's certificate for the leader's own peer name.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other_ca = ClusterCa::open_or_create(elsewhere.path()).unwrap();
+    let impostor = other_ca
+        .issue_node(target.cluster(), target.leader)
+        .unwrap();
+    let connector = tls_client(&ca, Some(&impostor));
+    assert!(tls_closed_after(&connector, target.config(), &wire).await);
+    target.unchanged(&before).await;
+    assert!(target.log().contains("TLS handshake failed"));
+
+    // This cluster's CA, shared with a cluster of another name: the
+    // certificate names the leader's id in that cluster.
+    let shared = tempfile::tempdir().unwrap();
+    for file in ["ca.pem", "ca.key"] {
+        std::fs::copy(ca.with_file_name(file), shared.path().join(file)).unwrap();
+    }
+    let other = ClusterId::of_name("another-cluster");
+    let neighbour = ClusterCa::open_or_create(shared.path())
+        .unwrap()
+        .issue_node(other, target.leader)
+        .unwrap();
+    let connector = tls_client(&ca, Some(&neighbour));
+    let mut wire = hello(other, target.leader, target.id);
+    wire.extend(forged_append(
+        target.leader,
+        target.id,
+        target.term,
+        target.last_index,
+    ));
+    assert!(tls_closed_after(&connector, target.config(), &wire).await);
+    target.unchanged(&before).await;
+    let log = target.log();
+    assert!(
+        log.contains("the certificate names no current member"),
+        "{log}"
+    );
+    target.nodes.stop(Duration::from_secs(5));
+}
+
+/// Without TLS between peers, the attack goes through: the follower takes
+/// term 1000 and commits the garbage entry. It stops naming the entry and
+/// the way out, and the way out brings it back. A garbage proposal
+/// forwarded to the leader is refused before raft takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_insecure_peers_the_attack_lands_and_the_node_stops_naming_the_entry_and_the_way_out()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let mut configs = cluster::plan(3, dir.path()).unwrap();
+    for c in &mut configs {
+        c.peer_tls = None;
+        c.insecure_peers = true;
+    }
+    let mut target = three_nodes_and_a_follower(configs).await;
+
+    let mut wire = hello(target.cluster(), target.id, target.leader);
+    let propose = with_garbage(MessageType::MsgPropose, target.id, target.leader, 0, 0);
+    wire.extend(frame(&propose.write_to_bytes().unwrap()));
+    let leader_peer = target.nodes.config(target.leader).listen();
+    let mut stream = TcpStream::connect(leader_peer).await.unwrap();
+    stream.write_all(&wire).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = format!(
+        "undecodable_proposals_refused_total{{node=\"{}\"}} 1",
+        target.leader
+    );
+    loop {
+        let mut client = target.nodes.client(target.leader).await.unwrap();
+        if client.metrics().await.unwrap().contains(&refused) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the leader never refused it");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(target.nodes.ids().len(), 3);
+    for id in target.nodes.ids() {
+        assert!(target.nodes.is_up(id), "node {id} stopped");
+    }
+
+    let index = target.last_index + 1;
+    let tcp = TcpStream::connect(target.config().listen()).await.unwrap();
+    let _ = closed_after(tcp, &target.attack(target.leader)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while target.nodes.is_up(target.id) {
+        assert!(Instant::now() < deadline, "the attack did not land");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = target.log();
+    assert!(log.contains("became follower at term 1000"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "committed entry {index} (term 1000) cannot be applied"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("--skip-undecodable-entry {index}")),
+        "{log}"
+    );
+
+    let id = target.id;
+    target.nodes.config_mut(id).skip_undecodable_entries = vec![index];
+    target.nodes.restart(id).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = async { target.nodes.client(id).await?.status().await };
+        if let Ok(status) = status.await {
+            if status.applied >= index {
+                break;
+            }
+        }
+        assert!(target.nodes.is_up(id), "stopped again:\n{}", target.log());
+        assert!(Instant::now() < deadline, "never applied entry {index}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(target.log().contains(&format!(
+        "committed entry {index} (term 1000) does not decode"
+    )));
+    target.nodes.stop(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_requests_without_the_credentials_it_requires() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut configs = cluster::plan(1, dir.path()).unwrap();
+    let peer = configs[0].peer_tls.clone().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let wrong_token = dir.path().join("wrong-token");
+    std::fs::write(&wrong_token, "guess").unwrap();
+    configs[0].api_tls = Some(ApiTlsFiles {
+        cert: peer.cert.clone(),
+        key: peer.key.clone(),
+        client_ca: Some(peer.ca.clone()),
+    });
+    configs[0].api_token_file = Some(token.clone());
+    let operator = ClusterCa::open_or_create(peer.ca.parent().unwrap())
+        .unwrap()
+        .issue_client("operator")
+        .unwrap();
+    let client_cert = Some((operator.cert.as_path(), operator.key.as_path()));
+    let full = ApiCredentials::load(Some(&peer.ca), client_cert, Some(&token)).unwrap();
+
+    let mut nodes = LocalCluster::start(binary(), configs).unwrap();
+    nodes.set_credentials(full);
+    nodes
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let api = nodes.api(1);
+
+    // Plain HTTP, and TLS without a client certificate, do not connect.
+    let plain = async { Client::connect(api).await?.status().await };
+    assert!(plain.await.is_err());
+    let no_cert = ApiCredentials::load(Some(&peer.ca), None, Some(&token)).unwrap();
+    let anonymous = async { Client::connect_with(api, &no_cert).await?.status().await };
+    assert!(anonymous.await.is_err());
+    // A certificate without the token, or with a wrong one: 401 on every
+    // route, the admin ones included.
+    for token in [None, Some(wrong_token.as_path())] {
+        let credentials = ApiCredentials::load(Some(&peer.ca), client_cert, token).unwrap();
+        let mut client = Client::connect_with(api, &credentials).await.unwrap();
+        let refused = [
+            client.status().await.unwrap_err(),
+            client.append(vec!["x".into()]).await.unwrap_err(),
+            client.transfer_leader(1).await.unwrap_err(),
+            client
+                .change_membership(&raft_node::handle::MembershipChange::Remove { id: 1 })
+                .await
+                .unwrap_err(),
+        ];
+        for e in refused {
+            assert_eq!(e.status(), Some(hyper::StatusCode::UNAUTHORIZED), "{e}");
+        }
+    }
+    let mut client = nodes.client(1).await.unwrap();
+    client.append(vec!["authorized".into()]).await.unwrap();
+    assert_eq!(client.read_all().await.unwrap().1, vec!["authorized"]);
+    nodes.stop(Duration::from_secs(5));
+}
