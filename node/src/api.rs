@@ -159,7 +159,7 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
             .get(header::AUTHORIZATION)
             .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
         let valid = presented.is_some_and(|presented| {
-            constant_time_eq::constant_time_eq(presented, token.as_bytes())
+            bool::from(subtle::ConstantTimeEq::ct_eq(presented, token.as_bytes()))
         });
         if !valid {
             let refused = ApiError(

@@ -1,6 +1,12 @@
 //! `raft-node bench`: closed-loop producers against a cluster it starts
 //! (or one already running), the crash report's workload: 128 producers,
 //! 256-byte records, each producer with one request outstanding.
+//!
+//! Beside records per second and latency it reports CPU per record: the
+//! user and system time each process (this client, every node it
+//! started) spent in the measured window, from /proc, over the records
+//! acknowledged in it. On a 2-core machine that is the unit that decides
+//! throughput, and what a change such as TLS between peers costs.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -34,6 +40,36 @@ pub struct BenchOptions {
     pub progress: bool,
     /// How the nodes it starts persist.
     pub persist: Persistence,
+    /// How the nodes it starts secure their peer connections.
+    pub peers: PeerMode,
+}
+
+/// How a started cluster's peers connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerMode {
+    /// Mutual TLS, from a throwaway CA.
+    Tls,
+    /// Plain TCP (`--insecure-peers`).
+    Insecure,
+}
+
+impl std::fmt::Display for PeerMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PeerMode::Tls => "tls",
+            PeerMode::Insecure => "insecure",
+        })
+    }
+}
+
+/// One process's CPU during the measured time.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessCpu {
+    /// `client`, or `node <id>` with ` (leader)` for the leader.
+    pub process: String,
+    /// User and system CPU microseconds per acknowledged record.
+    pub us_per_record: f64,
 }
 
 /// One node's disk work during the measured time.
@@ -75,6 +111,18 @@ pub struct BenchResult {
     pub p999_ms: f64,
     /// Per node fsyncs.
     pub disk: Vec<NodeDisk>,
+    /// How the peers connected (`tls`, `insecure`; for a running cluster,
+    /// whatever it was started with).
+    pub peers: String,
+    /// CPU per record of this client and of each node it started.
+    pub cpu: Vec<ProcessCpu>,
+}
+
+impl BenchResult {
+    /// CPU microseconds per record across every process measured.
+    pub fn cpu_us_per_record(&self) -> f64 {
+        self.cpu.iter().map(|c| c.us_per_record).sum()
+    }
 }
 
 /// Why a bench could not run.
@@ -99,7 +147,13 @@ pub async fn run_local(
     dir: &Path,
     opts: &BenchOptions,
 ) -> Result<BenchResult, BenchError> {
-    let configs = cluster::plan(n, dir).map_err(|e| BenchError::Cluster(e.to_string()))?;
+    let mut configs = cluster::plan(n, dir).map_err(|e| BenchError::Cluster(e.to_string()))?;
+    if opts.peers == PeerMode::Insecure {
+        for c in &mut configs {
+            c.peer_tls = None;
+            c.insecure_peers = true;
+        }
+    }
     let mut nodes =
         LocalCluster::start(binary, configs).map_err(|e| BenchError::Cluster(e.to_string()))?;
     let leader = nodes
@@ -111,13 +165,32 @@ pub async fn run_local(
         .into_iter()
         .map(|id| (id, nodes.api(id)))
         .collect();
-    let result = run(nodes.api(leader), &apis, opts).await;
+    let processes: Vec<(String, i32)> = nodes
+        .ids()
+        .into_iter()
+        .filter_map(|id| {
+            let role = if id == leader { " (leader)" } else { "" };
+            Some((format!("node {id}{role}"), nodes.pid(id)? as i32))
+        })
+        .collect();
+    let result = run(nodes.api(leader), &apis, &processes, opts).await;
     nodes.stop(Duration::from_secs(5));
-    result
+    let mut result = result?;
+    result.peers = opts.peers.to_string();
+    Ok(result)
+}
+
+/// Seconds of user and system CPU `pid` has used; 0 if it is gone.
+fn cpu_seconds(pid: i32) -> f64 {
+    procfs::process::Process::new(pid)
+        .and_then(|p| p.stat())
+        .map(|s| (s.utime + s.stime) as f64 / procfs::ticks_per_second() as f64)
+        .unwrap_or(0.0)
 }
 
 /// Measures a running cluster: producers send to `target`; `nodes` are
-/// scraped for their fsync counters.
+/// scraped for their fsync counters; the CPU of this process and of
+/// `processes` (named pids) is read from /proc.
 ///
 /// # Errors
 ///
@@ -125,8 +198,13 @@ pub async fn run_local(
 pub async fn run(
     target: SocketAddr,
     nodes: &[(u64, SocketAddr)],
+    processes: &[(String, i32)],
     opts: &BenchOptions,
 ) -> Result<BenchResult, BenchError> {
+    let me = std::process::id() as i32;
+    let processes: Vec<(String, i32)> = std::iter::once(("client".to_string(), me))
+        .chain(processes.iter().cloned())
+        .collect();
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(opts.warmup_seconds);
     let stop_at = measure_from + Duration::from_secs_f64(opts.seconds);
@@ -146,12 +224,14 @@ pub async fn run(
         .collect();
     tokio::time::sleep_until(measure_from.into()).await;
     let before = scrape(nodes).await?;
+    let cpu_before: Vec<f64> = processes.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
     let measured_start = Instant::now();
     while Instant::now() < stop_at {
         tokio::time::sleep(Duration::from_millis(100)).await;
         bar.set_position((measured_start.elapsed().as_secs_f64() * 10.0) as u64);
         bar.set_message(format!("{} records", acked.load(Ordering::Relaxed)));
     }
+    let cpu_after: Vec<f64> = processes.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
     let after = scrape(nodes).await?;
     let seconds = measured_start.elapsed().as_secs_f64();
     bar.finish_and_clear();
@@ -195,6 +275,15 @@ pub async fn run(
         p99_ms: ms(0.99),
         p999_ms: ms(0.999),
         disk,
+        peers: "as started".into(),
+        cpu: processes
+            .iter()
+            .zip(cpu_before.iter().zip(&cpu_after))
+            .map(|((process, _), (before, after))| ProcessCpu {
+                process: process.clone(),
+                us_per_record: (after - before) * 1e6 / records.max(1) as f64,
+            })
+            .collect(),
     })
 }
 
@@ -301,8 +390,8 @@ fn record(producer: usize, seq: u64, bytes: usize) -> String {
 /// The table `raft-node bench` prints, with the 3-to-1 ratio when both ran.
 pub fn render(results: &[BenchResult]) -> String {
     let mut out = String::from(
-        "| nodes | persist | batch | records/s | p50 ms | p99 ms | p99.9 ms | errors | fsyncs/s per node | entries per fsync per node |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "| nodes | peers | persist | batch | records/s | p50 ms | p99 ms | p99.9 ms | errors | fsyncs/s per node | entries per fsync per node | CPU µs/record | per process |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let fsyncs: Vec<String> = r
@@ -315,9 +404,15 @@ pub fn render(results: &[BenchResult]) -> String {
             .iter()
             .map(|d| format!("{:.1}", d.entries_per_fsync))
             .collect();
+        let cpu: Vec<String> = r
+            .cpu
+            .iter()
+            .map(|c| format!("{} {:.1}", c.process, c.us_per_record))
+            .collect();
         out += &format!(
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {} |\n",
             r.nodes,
+            r.peers,
             r.persist,
             r.batch,
             r.records_per_s,
@@ -326,17 +421,19 @@ pub fn render(results: &[BenchResult]) -> String {
             r.p999_ms,
             r.errors,
             fsyncs.join(" / "),
-            per.join(" / ")
+            per.join(" / "),
+            r.cpu_us_per_record(),
+            cpu.join(", ")
         );
     }
     for r in results.iter().filter(|r| r.nodes > 1) {
-        if let Some(single) = results
-            .iter()
-            .find(|s| s.nodes == 1 && s.batch == r.batch && s.persist == r.persist)
-        {
+        if let Some(single) = results.iter().find(|s| {
+            s.nodes == 1 && s.batch == r.batch && s.persist == r.persist && s.peers == r.peers
+        }) {
             out += &format!(
-                "\n{} nodes / 1 node ({}, batch {}): {:.2}",
+                "\n{} nodes / 1 node ({} peers, {}, batch {}): {:.2}",
                 r.nodes,
+                r.peers,
                 r.persist,
                 r.batch,
                 r.records_per_s / single.records_per_s
@@ -344,15 +441,30 @@ pub fn render(results: &[BenchResult]) -> String {
         }
     }
     for r in results.iter().filter(|r| r.persist == "async") {
-        if let Some(sync) = results
-            .iter()
-            .find(|s| s.nodes == r.nodes && s.batch == r.batch && s.persist == "sync")
-        {
+        if let Some(sync) = results.iter().find(|s| {
+            s.nodes == r.nodes && s.batch == r.batch && s.persist == "sync" && s.peers == r.peers
+        }) {
             out += &format!(
                 "\nasync / sync ({} nodes, batch {}): {:.2}",
                 r.nodes,
                 r.batch,
                 r.records_per_s / sync.records_per_s
+            );
+        }
+    }
+    for r in results.iter().filter(|r| r.peers == "tls") {
+        if let Some(plain) = results.iter().find(|s| {
+            s.nodes == r.nodes
+                && s.batch == r.batch
+                && s.persist == r.persist
+                && s.peers == "insecure"
+        }) {
+            out += &format!(
+                "\nTLS / insecure peers ({} nodes, {}): {:.2} of the records/s, {:+.1} µs of CPU per record",
+                r.nodes,
+                r.persist,
+                r.records_per_s / plain.records_per_s,
+                r.cpu_us_per_record() - plain.cpu_us_per_record()
             );
         }
     }

@@ -265,6 +265,11 @@ impl LocalCluster {
         &self.nodes[&id].log
     }
 
+    /// The node's process id, while it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.nodes[&id].child.as_ref().map(Child::id)
+    }
+
     /// Whether the node's process is running (not killed, not exited).
     pub fn is_up(&mut self, id: u64) -> bool {
         let node = self.nodes.get_mut(&id).expect("a known node");

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use raft_node::bench::BenchOptions;
+use raft_node::bench::{BenchOptions, PeerMode};
 use raft_node::client::Client;
 use raft_node::cluster::{self, LocalCluster};
 use raft_node::config::{parse_peer, NodeConfig, Persistence};
@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one node in this process.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Start N nodes as child processes on loopback, with a throwaway CA
     /// for their peer TLS; Ctrl-C stops them.
     Cluster(ClusterArgs),
@@ -99,6 +99,11 @@ struct BenchArgs {
     /// other.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "async")]
     persist: Vec<Persistence>,
+    /// How the nodes it starts connect to each other, measured one after
+    /// the other for each cluster size (`tls,insecure` shows what TLS
+    /// costs).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "tls")]
+    peers: Vec<PeerMode>,
     /// Bytes per record.
     #[arg(long, default_value_t = 256)]
     record_bytes: usize,
@@ -330,7 +335,7 @@ fn main() -> ExitCode {
         .expect("a tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Cluster(args) => run_cluster(args).await,
             Command::Certs(args) => certs(args),
             Command::Admin(args) => admin(args).await,
@@ -452,6 +457,7 @@ async fn bench(args: BenchArgs) -> Result<(), AnyError> {
         warmup_seconds: args.warmup_seconds,
         progress: !args.json,
         persist: Persistence::default(),
+        peers: PeerMode::Tls,
     };
     let mut results = Vec::new();
     if let Some(target) = args.target {
@@ -460,7 +466,7 @@ async fn bench(args: BenchArgs) -> Result<(), AnyError> {
             "measuring the running cluster at {target}; fsyncs are counted at node {} only",
             status.id
         );
-        let mut result = raft_node::bench::run(target, &[(status.id, target)], &opts).await?;
+        let mut result = raft_node::bench::run(target, &[(status.id, target)], &[], &opts).await?;
         result.persist = "as started".into();
         results.push(result);
     } else {
@@ -468,18 +474,22 @@ async fn bench(args: BenchArgs) -> Result<(), AnyError> {
         let root = args.dir.unwrap_or_else(|| scratch.path().to_owned());
         for persist in args.persist {
             for &n in &args.nodes {
-                let opts = BenchOptions {
-                    persist,
-                    ..opts.clone()
-                };
-                eprintln!(
-                    "{n} node(s), persist {persist}: {} producers, batch {}, {} s",
-                    opts.producers, opts.batch, opts.seconds
-                );
-                let dir = root.join(format!("bench-{n}-nodes-{persist}"));
-                results.push(
-                    raft_node::bench::run_local(&std::env::current_exe()?, n, &dir, &opts).await?,
-                );
+                for &peers in &args.peers {
+                    let opts = BenchOptions {
+                        persist,
+                        peers,
+                        ..opts.clone()
+                    };
+                    eprintln!(
+                        "{n} node(s), persist {persist}, {peers} peers: {} producers, batch {}, {} s",
+                        opts.producers, opts.batch, opts.seconds
+                    );
+                    let dir = root.join(format!("bench-{n}-nodes-{persist}-{peers}"));
+                    results.push(
+                        raft_node::bench::run_local(&std::env::current_exe()?, n, &dir, &opts)
+                            .await?,
+                    );
+                }
             }
         }
     }

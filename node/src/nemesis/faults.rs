@@ -16,6 +16,7 @@ use super::proxy::LinkProxy;
 use crate::client::{Client, ClientError};
 use crate::cluster::LocalCluster;
 use crate::handle::MembershipChange;
+use crate::tls::certs::ClusterCa;
 
 /// How long a membership step is retried (the leader moving, a change
 /// still pending, a learner catching up) before the change is given up.
@@ -264,7 +265,7 @@ async fn replace(target: &mut Target<'_>, old: u64) -> std::io::Result<bool> {
     }
     let new = target.next_id;
     target.next_id += 1;
-    let mut config = target_config(target, old, new);
+    let mut config = target_config(target, old, new).map_err(std::io::Error::other)?;
     target.nodes.remove(old);
     match target.mounts.remove(&old) {
         Some(mount) => {
@@ -304,15 +305,24 @@ async fn replace(target: &mut Target<'_>, old: u64) -> std::io::Result<bool> {
 }
 
 /// The configuration of `new`, a node joining on `old`'s addresses and
-/// directory.
-fn target_config(target: &Target<'_>, old: u64, new: u64) -> crate::config::NodeConfig {
+/// directory, with a peer certificate of its own from the cluster's CA.
+fn target_config(
+    target: &Target<'_>,
+    old: u64,
+    new: u64,
+) -> Result<crate::config::NodeConfig, crate::tls::TlsError> {
     let mut config = target.nodes.config(old).clone();
     let listen = config.listen();
     config.peers.clear();
     config.peers.insert(new, listen);
     config.id = new;
     config.join = true;
-    config
+    if let Some(tls) = &config.peer_tls {
+        let ca_dir = tls.ca.parent().unwrap_or(std::path::Path::new("."));
+        let cluster = crate::cluster_id::ClusterId::of_name(&config.cluster_name);
+        config.peer_tls = Some(ClusterCa::open_or_create(ca_dir)?.issue_node(cluster, new)?);
+    }
+    Ok(config)
 }
 
 /// Asks the leader for `change` until it is applied or [`STEP_PATIENCE`]
