@@ -172,6 +172,14 @@ async fn three_nodes_and_a_follower(configs: Vec<NodeConfig>) -> Target {
     }
 }
 
+/// The follower of a 3-node cluster with TLS between peers, and its term
+/// and records before any attack.
+async fn tls_target(dir: &Path) -> (Target, (u64, Vec<String>)) {
+    let target = three_nodes_and_a_follower(cluster::plan(3, dir).unwrap()).await;
+    let before = seen(&target.nodes, target.id).await;
+    (target, before)
+}
+
 impl Target {
     fn config(&self) -> &NodeConfig {
         self.nodes.config(self.id)
@@ -185,17 +193,36 @@ impl Target {
         ClusterId::of_name(&self.config().cluster_name)
     }
 
-    /// The attack's bytes: a hello as `hello_from`, then the forged append
-    /// "from the leader".
-    fn attack(&self, hello_from: u64) -> Vec<u8> {
-        let mut wire = hello(self.cluster(), hello_from, self.id);
-        wire.extend(forged_append(
-            self.leader,
-            self.id,
-            self.term,
-            self.last_index,
-        ));
+    /// A hello of `cluster` as `hello_from`, then the forged append "from"
+    /// `from`.
+    fn forged(&self, cluster: ClusterId, hello_from: u64, from: u64) -> Vec<u8> {
+        let mut wire = hello(cluster, hello_from, self.id);
+        wire.extend(forged_append(from, self.id, self.term, self.last_index));
         wire
+    }
+
+    /// The attack's bytes: this cluster's hello as the leader, then the
+    /// forged append from it.
+    fn attack(&self) -> Vec<u8> {
+        self.forged(self.cluster(), self.leader, self.leader)
+    }
+
+    /// Sends `wire` over TLS with `connector` and checks the node refused
+    /// it: the connection closed, and the node is unchanged.
+    async fn refuses(
+        &mut self,
+        connector: &TlsConnector,
+        wire: &[u8],
+        before: &(u64, Vec<String>),
+    ) {
+        assert!(tls_closed_after(connector, self.config(), wire).await);
+        self.unchanged(before).await;
+    }
+
+    /// Checks the node logged `line`.
+    fn logged(&self, line: &str) {
+        let log = self.log();
+        assert!(log.contains(line), "no `{line}` in:\n{log}");
     }
 
     /// Waits out the attack and checks the node is up, at its term, with
@@ -210,9 +237,8 @@ impl Target {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_forged_append_of_a_stranger_is_refused_and_the_follower_keeps_its_term_and_records() {
     let dir = tempfile::tempdir().unwrap();
-    let mut target = three_nodes_and_a_follower(cluster::plan(3, dir.path()).unwrap()).await;
-    let before = seen(&target.nodes, target.id).await;
-    let wire = target.attack(target.leader);
+    let (mut target, before) = tls_target(dir.path()).await;
+    let wire = target.attack();
 
     // As plain TCP, the attack is no TLS handshake.
     let tcp = TcpStream::connect(target.config().listen()).await.unwrap();
@@ -221,8 +247,7 @@ async fn the_forged_append_of_a_stranger_is_refused_and_the_follower_keeps_its_t
     // Over TLS, trusting the cluster's CA, but with no certificate.
     let ca = &target.config().peer_tls.as_ref().unwrap().ca;
     let anonymous = tls_client(ca, None);
-    assert!(tls_closed_after(&anonymous, target.config(), &wire).await);
-    target.unchanged(&before).await;
+    target.refuses(&anonymous, &wire, &before).await;
     assert_eq!(target.log().matches("TLS handshake failed").count(), 2);
     target.nodes.stop(Duration::from_secs(5));
 }
@@ -230,8 +255,7 @@ async fn the_forged_append_of_a_stranger_is_refused_and_the_follower_keeps_its_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_members_certificate_speaking_as_another_member_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut target = three_nodes_and_a_follower(cluster::plan(3, dir.path()).unwrap()).await;
-    let before = seen(&target.nodes, target.id).await;
+    let (mut target, before) = tls_target(dir.path()).await;
     // Node `thief`'s own certificate and key, and the member it poses as.
     let thief = target
         .nodes
@@ -243,51 +267,29 @@ async fn a_members_certificate_speaking_as_another_member_is_refused() {
     let stolen = target.nodes.config(thief).peer_tls.clone().unwrap();
     let connector = tls_client(&stolen.ca, Some(&stolen));
 
-    // The hello names the posed member.
-    let mut wire = hello(target.cluster(), posed, target.id);
-    wire.extend(forged_append(
-        posed,
-        target.id,
-        target.term,
-        target.last_index,
+    // The hello names the posed member; then the hello is honest and the
+    // message is not.
+    let cluster = target.cluster();
+    for hello_from in [posed, thief] {
+        let wire = target.forged(cluster, hello_from, posed);
+        target.refuses(&connector, &wire, &before).await;
+    }
+    target.logged(&format!(
+        "the certificate of node {thief} says hello as node {posed}"
     ));
-    assert!(tls_closed_after(&connector, target.config(), &wire).await);
-    target.unchanged(&before).await;
-    // The hello is honest, the message is not.
-    let mut wire = hello(target.cluster(), thief, target.id);
-    wire.extend(forged_append(
-        posed,
-        target.id,
-        target.term,
-        target.last_index,
+    target.logged(&format!(
+        "a message from node {posed} for node {} on node {thief}'s connection",
+        target.id
     ));
-    assert!(tls_closed_after(&connector, target.config(), &wire).await);
-    target.unchanged(&before).await;
-
-    let log = target.log();
-    assert!(
-        log.contains(&format!(
-            "the certificate of node {thief} says hello as node {posed}"
-        )),
-        "{log}"
-    );
-    assert!(
-        log.contains(&format!(
-            "a message from node {posed} for node {} on node {thief}'s connection",
-            target.id
-        )),
-        "{log}"
-    );
     target.nodes.stop(Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_of_another_cluster_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut target = three_nodes_and_a_follower(cluster::plan(3, dir.path()).unwrap()).await;
-    let before = seen(&target.nodes, target.id).await;
+    let (mut target, before) = tls_target(dir.path()).await;
     let ca = target.config().peer_tls.clone().unwrap().ca;
-    let wire = target.attack(target.leader);
+    let wire = target.attack();
 
     // Another CA's certificate for the leader's own peer name.
     let elsewhere = tempfile::tempdir().unwrap();
@@ -295,10 +297,10 @@ async fn a_node_of_another_cluster_is_refused() {
     let impostor = other_ca
         .issue_node(target.cluster(), target.leader)
         .unwrap();
-    let connector = tls_client(&ca, Some(&impostor));
-    assert!(tls_closed_after(&connector, target.config(), &wire).await);
-    target.unchanged(&before).await;
-    assert!(target.log().contains("TLS handshake failed"));
+    target
+        .refuses(&tls_client(&ca, Some(&impostor)), &wire, &before)
+        .await;
+    target.logged("TLS handshake failed");
 
     // This cluster's CA, shared with a cluster of another name: the
     // certificate names the leader's id in that cluster.
@@ -311,21 +313,11 @@ async fn a_node_of_another_cluster_is_refused() {
         .unwrap()
         .issue_node(other, target.leader)
         .unwrap();
-    let connector = tls_client(&ca, Some(&neighbour));
-    let mut wire = hello(other, target.leader, target.id);
-    wire.extend(forged_append(
-        target.leader,
-        target.id,
-        target.term,
-        target.last_index,
-    ));
-    assert!(tls_closed_after(&connector, target.config(), &wire).await);
-    target.unchanged(&before).await;
-    let log = target.log();
-    assert!(
-        log.contains("the certificate names no current member"),
-        "{log}"
-    );
+    let wire = target.forged(other, target.leader, target.leader);
+    target
+        .refuses(&tls_client(&ca, Some(&neighbour)), &wire, &before)
+        .await;
+    target.logged("the certificate names no current member");
     target.nodes.stop(Duration::from_secs(5));
 }
 
@@ -370,24 +362,17 @@ async fn with_insecure_peers_the_attack_lands_and_the_node_stops_naming_the_entr
 
     let index = target.last_index + 1;
     let tcp = TcpStream::connect(target.config().listen()).await.unwrap();
-    let _ = closed_after(tcp, &target.attack(target.leader)).await;
+    let _ = closed_after(tcp, &target.attack()).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while target.nodes.is_up(target.id) {
         assert!(Instant::now() < deadline, "the attack did not land");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let log = target.log();
-    assert!(log.contains("became follower at term 1000"), "{log}");
-    assert!(
-        log.contains(&format!(
-            "committed entry {index} (term 1000) cannot be applied"
-        )),
-        "{log}"
-    );
-    assert!(
-        log.contains(&format!("--skip-undecodable-entry {index}")),
-        "{log}"
-    );
+    target.logged("became follower at term 1000");
+    target.logged(&format!(
+        "committed entry {index} (term 1000) cannot be applied"
+    ));
+    target.logged(&format!("--skip-undecodable-entry {index}"));
 
     let id = target.id;
     target.nodes.config_mut(id).skip_undecodable_entries = vec![index];
@@ -404,9 +389,9 @@ async fn with_insecure_peers_the_attack_lands_and_the_node_stops_naming_the_entr
         assert!(Instant::now() < deadline, "never applied entry {index}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(target.log().contains(&format!(
+    target.logged(&format!(
         "committed entry {index} (term 1000) does not decode"
-    )));
+    ));
     target.nodes.stop(Duration::from_secs(5));
 }
 
