@@ -270,6 +270,12 @@ impl LocalCluster {
         self.nodes[&id].child.as_ref().map(Child::id)
     }
 
+    /// The exit code of the node's process, once it has exited by itself.
+    pub fn exit_code(&mut self, id: u64) -> Option<i32> {
+        let node = self.nodes.get_mut(&id).expect("a known node");
+        node.child.as_mut()?.try_wait().ok()??.code()
+    }
+
     /// Whether the node's process is running (not killed, not exited).
     pub fn is_up(&mut self, id: u64) -> bool {
         let node = self.nodes.get_mut(&id).expect("a known node");

@@ -5,10 +5,13 @@
 //! A committed entry that does not decode is in the log of every node
 //! that committed it, and every restart replays it: stopping on it would
 //! stop the node for good. The node stops once, naming the entry and the
-//! way out ([`Undecodable`]); an operator who judges it garbage restarts
-//! the node with `--skip-undecodable-entry <index>`, and that one entry is
-//! applied as empty. Applying undecodable entries as empty without being
-//! told would hide a corrupt or forged log, and a newer node's entry an
+//! way out ([`Undecodable`]), with an exit status of its own
+//! ([`UNDECODABLE_EXIT_STATUS`]) so a supervisor can stop restarting it.
+//! If the cluster committed the entry, every node that stops on it is
+//! restarted with `--skip-undecodable-entry <index>` and applies it as
+//! empty, all alike; if only this node holds it, its log was forged and
+//! it rejoins blank. Applying undecodable entries as empty without being
+//! told would hide a forged or corrupt log, and a newer node's entry an
 //! older node cannot read, behind a log line.
 
 use protobuf::Message as _;
@@ -16,6 +19,11 @@ use raft_proto::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType};
 use raft_proto::ConfChangeI;
 
 use crate::state_machine::Proposal;
+
+/// The exit status of a node that stopped on an undecodable committed
+/// entry: restarting it without an operator's decision stops it again
+/// (systemd: `RestartPreventExitStatus=3`).
+pub const UNDECODABLE_EXIT_STATUS: u8 = 3;
 
 /// A decoded entry.
 #[derive(Debug)]
@@ -32,9 +40,10 @@ pub enum Decoded {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "committed entry {index} (term {term}) cannot be applied: {reason}. Every restart replays it. \
-     If it is garbage (forged or corrupt), restart this node with --skip-undecodable-entry {index} \
-     to apply it as empty, on every node that stops here; if a newer raft-node wrote it, run that \
-     version instead"
+     If the other members hold the same entry at this index, the cluster committed it: restart \
+     each node that stops here with --skip-undecodable-entry {index} to apply it as empty. If \
+     they do not, this node's log was forged or corrupted: remove the node, wipe its directory \
+     and add it back under a new id with --join. If a newer raft-node wrote it, run that version"
 )]
 pub struct Undecodable {
     /// The entry's index.

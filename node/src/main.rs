@@ -347,7 +347,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<raft_node::error::NodeError>() {
+                Some(raft_node::error::NodeError::Undecodable(_)) => {
+                    ExitCode::from(raft_node::entry::UNDECODABLE_EXIT_STATUS)
+                }
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

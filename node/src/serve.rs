@@ -205,7 +205,13 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
     };
     let cluster = ClusterId::of_name(&config.cluster_name);
     let security = Arc::new(peer_security(&config, cluster)?);
-    let members = Members::new(config.peers.keys().copied().filter(|&peer| peer != id));
+    // Admitted until the loop applies a configuration: the stored one's
+    // members, or for a blank node the peers it was given.
+    let stored = store.initial_state()?.conf_state;
+    let members = match transport::members_of(&stored, id) {
+        Some(ids) => Members::new(ids),
+        None => Members::new(config.peers.keys().copied().filter(|&peer| peer != id)),
+    };
     let metrics = Arc::new(Metrics::new(id));
     let (inbox_tx, inbox) = mpsc::channel(INBOX_REQUESTS);
     let bind = |what, addr| move |source| NodeError::Bind { what, addr, source };

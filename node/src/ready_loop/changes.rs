@@ -125,6 +125,7 @@ impl ReadyLoop {
         let stored = conf_state.clone();
         self.on_disk(move |s| s.set_conf_state(stored)).await?;
         self.conf_state = conf_state;
+        self.peers.admit(&self.conf_state);
         self.write_log().skip(index);
         for change in cc.get_changes() {
             match change.get_change_type() {

@@ -26,6 +26,7 @@ impl ReadyLoop {
         self.on_disk(move |s| s.apply_snapshot(snap)).await?;
         *self.log.write().unwrap_or_else(|e| e.into_inner()) = restored;
         self.conf_state = meta.get_conf_state().clone();
+        self.peers.admit(&self.conf_state);
         self.last_snapshot = meta.index;
         self.appends.on_snapshot(meta.term);
         Ok(())

@@ -163,6 +163,10 @@ async fn read_peer(
                 return;
             }
         };
+        if let Some(removed) = proven.filter(|&id| !identity.members.contains(id)) {
+            warn!("peer {remote}: node {removed} is no member any more; closing the connection");
+            return;
+        }
         if msg.to != me || msg.from != hello.from {
             warn!(
                 "peer {remote}: a message from node {} for node {} on node {}'s connection to node {me}; closing the connection",

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use raft_proto::eraftpb::{Message, MessageType};
+use raft_proto::eraftpb::{ConfState, Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{warn, Instrument};
@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 
 pub use frame::{Hello, MAX_FRAME_BYTES, MAX_SNAPSHOT_BYTES, SNAPSHOT_CHUNK_BYTES};
 pub use listener::{serve, Identity};
-pub use secure::{Members, PeerSecurity};
+pub use secure::{members_of, Members, PeerSecurity};
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE_MESSAGES: usize = 4096;
@@ -108,7 +108,7 @@ pub struct Peers {
 
 impl Peers {
     /// No peers yet; writer tasks report back through `inbox`. `members`
-    /// is kept to the peers connected, for the listener to admit.
+    /// is what the listener admits ([`Peers::admit`]).
     pub fn new(
         me: u64,
         cluster: ClusterId,
@@ -155,7 +155,6 @@ impl Peers {
             stop: self.stop.child_token(),
         };
         tokio::spawn(writer.run().in_current_span());
-        self.members.insert(id);
         self.queues.insert(
             id,
             Queue {
@@ -164,6 +163,14 @@ impl Peers {
                 heard,
             },
         );
+    }
+
+    /// Admits on the raft port exactly the members of `conf`, the
+    /// configuration just applied; one with no voters changes nothing.
+    pub fn admit(&self, conf: &ConfState) {
+        if let Some(ids) = members_of(conf, self.me) {
+            self.members.set(ids);
+        }
     }
 
     /// A response from `id` arrived: our messages reach it.
@@ -175,7 +182,6 @@ impl Peers {
 
     /// Stops the writer task for a removed member.
     pub fn disconnect(&mut self, id: u64) {
-        self.members.remove(id);
         self.queues.remove(&id);
     }
 

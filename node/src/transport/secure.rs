@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
+use raft_proto::eraftpb::ConfState;
 use tokio::net::TcpStream;
 use tokio_util::either::Either;
 
@@ -21,35 +22,60 @@ pub enum PeerSecurity {
     Insecure,
 }
 
-/// The other nodes this one talks to: the peers it has a writer for.
-/// Only they are admitted on the raft port. Shared between the writer
-/// side, which keeps it as members are added and removed, and the
-/// listener.
+/// The nodes admitted on the raft port: the members of the configuration
+/// this node has applied, itself aside (before it has one, as a blank node
+/// waiting to join, the peers it was started with). The Ready loop keeps
+/// it; the listener checks it when a connection opens and at every frame,
+/// so a removed member's open connections close too.
 #[derive(Clone, Default)]
 pub struct Members(Arc<RwLock<BTreeSet<u64>>>);
 
 impl Members {
-    /// The members `ids`, before the writers for them start.
+    /// The nodes `ids`.
     pub fn new(ids: impl IntoIterator<Item = u64>) -> Members {
-        Members(Arc::new(RwLock::new(ids.into_iter().collect())))
+        let members = Members::default();
+        members.set(ids);
+        members
     }
 
-    pub(super) fn insert(&self, id: u64) {
-        self.0.write().unwrap_or_else(|e| e.into_inner()).insert(id);
+    /// Admits exactly `ids` from now on.
+    pub fn set(&self, ids: impl IntoIterator<Item = u64>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = ids.into_iter().collect();
     }
 
-    pub(super) fn remove(&self, id: u64) {
-        self.0
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+    /// Whether `id` is admitted.
+    pub fn contains(&self, id: u64) -> bool {
+        let members = self.0.read().unwrap_or_else(|e| e.into_inner());
+        members.contains(&id)
     }
 
-    /// The current members, this node excluded.
+    /// The admitted ids.
     pub fn ids(&self) -> Vec<u64> {
         let members = self.0.read().unwrap_or_else(|e| e.into_inner());
         members.iter().copied().collect()
     }
+}
+
+/// Every node `conf` names, in any role, but `me`; `None` for a
+/// configuration with no voters (a blank node's).
+pub fn members_of(conf: &ConfState, me: u64) -> Option<Vec<u64>> {
+    if conf.voters.is_empty() {
+        return None;
+    }
+    let named = [
+        &conf.voters,
+        &conf.learners,
+        &conf.voters_outgoing,
+        &conf.learners_next,
+    ];
+    Some(
+        named
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&id| id != me)
+            .collect(),
+    )
 }
 
 impl PeerSecurity {
