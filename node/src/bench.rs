@@ -134,6 +134,14 @@ pub enum BenchError {
     /// A node could not be reached.
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
+    /// A process's CPU time could not be read (it exited mid-run).
+    #[error("CPU time of {process}: {reason}")]
+    Cpu {
+        /// The process.
+        process: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Starts an `n`-node cluster of `binary` under `dir`, measures it, stops it.
@@ -180,12 +188,15 @@ pub async fn run_local(
     Ok(result)
 }
 
-/// Seconds of user and system CPU `pid` has used; 0 if it is gone.
-fn cpu_seconds(pid: i32) -> f64 {
-    procfs::process::Process::new(pid)
+/// Seconds of user and system CPU the process `name` (`pid`) has used.
+fn cpu_seconds((name, pid): &(String, i32)) -> Result<f64, BenchError> {
+    procfs::process::Process::new(*pid)
         .and_then(|p| p.stat())
         .map(|s| (s.utime + s.stime) as f64 / procfs::ticks_per_second() as f64)
-        .unwrap_or(0.0)
+        .map_err(|e| BenchError::Cpu {
+            process: name.clone(),
+            reason: e.to_string(),
+        })
 }
 
 /// Measures a running cluster: producers send to `target`; `nodes` are
@@ -224,14 +235,20 @@ pub async fn run(
         .collect();
     tokio::time::sleep_until(measure_from.into()).await;
     let before = scrape(nodes).await?;
-    let cpu_before: Vec<f64> = processes.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+    let cpu_before = processes
+        .iter()
+        .map(cpu_seconds)
+        .collect::<Result<Vec<_>, _>>()?;
     let measured_start = Instant::now();
     while Instant::now() < stop_at {
         tokio::time::sleep(Duration::from_millis(100)).await;
         bar.set_position((measured_start.elapsed().as_secs_f64() * 10.0) as u64);
         bar.set_message(format!("{} records", acked.load(Ordering::Relaxed)));
     }
-    let cpu_after: Vec<f64> = processes.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+    let cpu_after = processes
+        .iter()
+        .map(cpu_seconds)
+        .collect::<Result<Vec<_>, _>>()?;
     let after = scrape(nodes).await?;
     let seconds = measured_start.elapsed().as_secs_f64();
     bar.finish_and_clear();

@@ -230,6 +230,12 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
         .as_deref()
         .map(read_token)
         .transpose()?;
+    if api_token.is_some() && config.api_tls.is_none() && !config.api.ip().is_loopback() {
+        tracing::warn!(
+            "the API token travels in plain HTTP on {}: give --api-cert and --api-key",
+            config.api
+        );
+    }
     // Listening before founding: a blank founder waits for its peers'
     // answers, and they for its own. Messages queue until the loop runs.
     let identity = transport::Identity {
@@ -311,7 +317,7 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
 /// Peer TLS from the configured files, or plain TCP with a warning.
 fn peer_security(config: &NodeConfig, cluster: ClusterId) -> Result<PeerSecurity, NodeError> {
     match &config.peer_tls {
-        Some(files) => Ok(PeerSecurity::Tls(PeerTls::load(files, cluster)?)),
+        Some(files) => Ok(PeerSecurity::Tls(PeerTls::load(files, cluster, config.id)?)),
         None => {
             tracing::warn!(
                 "--insecure-peers: the raft port takes plain TCP; anyone who reaches it can \

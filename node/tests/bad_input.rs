@@ -8,8 +8,9 @@ use std::time::Duration;
 use raft_node::client::Client;
 use raft_node::cluster::{self, serve_args, LocalCluster};
 use raft_node::cluster_id::ClusterId;
+use raft_node::tls::peer::PeerTls;
 use raft_node::transport::{Hello, MAX_FRAME_BYTES};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn binary() -> &'static Path {
@@ -26,9 +27,9 @@ async fn one_node(dir: &Path) -> LocalCluster {
 }
 
 /// Writes `bytes` and reads until the node closes the connection.
-async fn closed_after(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).await.unwrap();
+async fn closed_after<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, bytes: &[u8]) -> Vec<u8> {
     s.write_all(bytes).await.unwrap();
+    s.flush().await.unwrap();
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
         .await
@@ -37,20 +38,33 @@ async fn closed_after(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
     answer
 }
 
+/// A TLS connection to node `to`'s raft port as member `from`, with its
+/// certificate.
+async fn as_member(
+    nodes: &LocalCluster,
+    from: u64,
+    to: u64,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let config = nodes.config(from);
+    let cluster = ClusterId::of_name(&config.cluster_name);
+    let tls = PeerTls::load(config.peer_tls.as_ref().unwrap(), cluster, from).unwrap();
+    let tcp = TcpStream::connect(nodes.config(to).listen()).await.unwrap();
+    tls.connect(tcp, to).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_peer_frames_close_the_connection_and_the_node_keeps_serving() {
-    // With TLS only a member's frames reach the parser; plain TCP lets
-    // this test speak them itself.
+    // Sent with member 2's certificate: with TLS only a member's frames
+    // reach the parser.
     let dir = tempfile::tempdir().unwrap();
-    let mut configs = cluster::plan(1, dir.path()).unwrap();
-    configs[0].peer_tls = None;
-    configs[0].insecure_peers = true;
+    let configs = cluster::plan(3, dir.path()).unwrap();
     let (mut nodes, _) = LocalCluster::start_led(binary(), configs).await.unwrap();
-    let raft_addr = nodes.config(1).listen();
 
     // A first frame longer than any hello is refused before it is read.
     let long_first = (1u32 << 20).to_be_bytes();
-    assert!(closed_after(raft_addr, &long_first).await.is_empty());
+    assert!(closed_after(as_member(&nodes, 2, 1).await, &long_first)
+        .await
+        .is_empty());
     // Behind this cluster's hello, so the frames reach the message parser.
     let hello = Hello {
         cluster: ClusterId::of_name(&nodes.config(1).cluster_name).0,
@@ -61,13 +75,17 @@ async fn malformed_peer_frames_close_the_connection_and_the_node_keeps_serving()
     .encode();
     let hello = [&(hello.len() as u32).to_be_bytes()[..], &hello].concat();
     let garbage = [&hello[..], &5u32.to_be_bytes()[..], &[0xff; 5]].concat();
-    assert!(closed_after(raft_addr, &garbage).await.is_empty());
+    assert!(closed_after(as_member(&nodes, 2, 1).await, &garbage)
+        .await
+        .is_empty());
     let oversized = [
         &hello[..],
         &((MAX_FRAME_BYTES as u32) + 1).to_be_bytes()[..],
     ]
     .concat();
-    assert!(closed_after(raft_addr, &oversized).await.is_empty());
+    assert!(closed_after(as_member(&nodes, 2, 1).await, &oversized)
+        .await
+        .is_empty());
 
     let mut client = Client::connect(nodes.api(1)).await.unwrap();
     assert_eq!(
@@ -99,15 +117,22 @@ async fn malformed_client_requests_get_a_400_with_the_reason() {
             "POST /v1/append HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
-        let answer = String::from_utf8(closed_after(api, request.as_bytes()).await).unwrap();
+        let answer = String::from_utf8(
+            closed_after(TcpStream::connect(api).await.unwrap(), request.as_bytes()).await,
+        )
+        .unwrap();
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
         assert!(answer.contains(reason), "{answer}");
     }
-    let answer = closed_after(api, b"NOT HTTP AT ALL\r\n\r\n").await;
+    let answer = closed_after(
+        TcpStream::connect(api).await.unwrap(),
+        b"NOT HTTP AT ALL\r\n\r\n",
+    )
+    .await;
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 400") || answer.is_empty());
     let answer = String::from_utf8(
         closed_after(
-            api,
+            TcpStream::connect(api).await.unwrap(),
             b"GET /v1/records?from=minus HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
         )
         .await,

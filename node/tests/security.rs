@@ -82,6 +82,18 @@ fn forged_append(from: u64, to: u64, last_term: u64, last_index: u64) -> Vec<u8>
     frame(&msg.write_to_bytes().unwrap())
 }
 
+/// A heartbeat "from" `from` at `term`: it would move `to` to that term.
+fn heartbeat(from: u64, to: u64, term: u64) -> Vec<u8> {
+    let mut msg = Message {
+        from,
+        to,
+        term,
+        ..Default::default()
+    };
+    msg.set_msg_type(MessageType::MsgHeartbeat);
+    frame(&msg.write_to_bytes().unwrap())
+}
+
 /// Writes `wire` and reads until the node closes the connection; false if
 /// it stays open for 10 s.
 async fn closed_after<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, wire: &[u8]) -> bool {
@@ -346,6 +358,109 @@ async fn a_node_of_another_cluster_is_refused() {
     target.nodes.stop(Duration::from_secs(5));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_members_certificate_is_refused_on_open_and_new_connections_and_after_a_restart()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let (mut target, before) = tls_target(dir.path()).await;
+    let (leader, id) = (target.leader, target.id);
+    let removed = (1..=3).find(|&n| n != leader && n != id).unwrap();
+    let cluster = target.cluster();
+    let files = target.nodes.config(removed).peer_tls.clone().unwrap();
+    let dialer = PeerTls::load(&files, cluster, removed).unwrap();
+    let addr = target.config().listen();
+    let dial = || async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        dialer.connect(tcp, id).await
+    };
+    // Connected as `removed` before its removal, past the hello.
+    let mut open = dial().await.unwrap();
+    open.write_all(&hello(cluster, removed, id)).await.unwrap();
+    open.flush().await.unwrap();
+
+    let mut client = target.nodes.client(leader).await.unwrap();
+    client
+        .change_membership(&raft_node::handle::MembershipChange::Remove { id: removed })
+        .await
+        .unwrap();
+    target.nodes.remove(removed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = target
+            .nodes
+            .client(id)
+            .await
+            .unwrap()
+            .status()
+            .await
+            .unwrap();
+        if status.membership.voters == [leader.min(id), leader.max(id)] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} never applied the removal"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let forged = heartbeat(removed, id, before.0 + 1_000);
+    assert!(closed_after(open, &forged).await);
+    target.unchanged(&before).await;
+    target.logged(&format!("node {removed} is no member any more"));
+
+    let mut wire = hello(cluster, removed, id);
+    wire.extend(&forged);
+    // A new connection, then the same after a restart of node `id`, whose
+    // --peer list still names `removed`.
+    for restart in [false, true] {
+        if restart {
+            target.nodes.restart(id).unwrap();
+            target
+                .nodes
+                .wait_for_leader(Duration::from_secs(20))
+                .await
+                .unwrap();
+        }
+        if let Ok(stream) = dial().await {
+            assert!(closed_after(stream, &wire).await);
+        }
+        target.unchanged(&before).await;
+    }
+    assert_eq!(
+        target
+            .log()
+            .matches("the certificate names no current member")
+            .count(),
+        2
+    );
+    target.nodes.stop(Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_insecure_peers_a_connection_without_this_clusters_hello_is_cut_off_before_raft() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut configs = cluster::plan(3, dir.path()).unwrap();
+    for c in &mut configs {
+        c.peer_tls = None;
+        c.insecure_peers = true;
+    }
+    let mut target = three_nodes_and_a_follower(configs).await;
+    let before = seen(&target.nodes, target.id).await;
+    // A heartbeat at a much higher term, with no hello, then behind
+    // another cluster's.
+    let forged = heartbeat(target.leader, target.id, before.0 + 1_000);
+    let mut foreign = hello(ClusterId(0xdead_beef), target.leader, target.id);
+    foreign.extend(&forged);
+    for wire in [forged, foreign] {
+        let tcp = TcpStream::connect(target.config().listen()).await.unwrap();
+        assert!(closed_after(tcp, &wire).await);
+        target.unchanged(&before).await;
+    }
+    target.logged("no hello");
+    target.logged("of cluster 00000000deadbeef");
+    target.nodes.stop(Duration::from_secs(5));
+}
+
 /// Stops when node `id` stops (within 30 s) and checks it named the entry
 /// at `index` and the way out, with its own exit status.
 async fn stops_naming(nodes: &mut LocalCluster, id: u64, index: u64) {
@@ -465,6 +580,8 @@ async fn the_api_refuses_requests_without_the_credentials_it_requires() {
     let dir = tempfile::tempdir().unwrap();
     let mut configs = cluster::plan(1, dir.path()).unwrap();
     let peer = configs[0].peer_tls.clone().unwrap();
+    // API clients' certificates come from a CA of their own.
+    let clients = ClusterCa::open_or_create(&dir.path().join("clients")).unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret-token\n").unwrap();
     let wrong_token = dir.path().join("wrong-token");
@@ -472,13 +589,10 @@ async fn the_api_refuses_requests_without_the_credentials_it_requires() {
     configs[0].api_tls = Some(ApiTlsFiles {
         cert: peer.cert.clone(),
         key: peer.key.clone(),
-        client_ca: Some(peer.ca.clone()),
+        client_ca: Some(clients.ca_path()),
     });
     configs[0].api_token_file = Some(token.clone());
-    let operator = ClusterCa::open_or_create(peer.ca.parent().unwrap())
-        .unwrap()
-        .issue_client("operator")
-        .unwrap();
+    let operator = clients.issue_client("operator").unwrap();
     let client_cert = Some((operator.cert.as_path(), operator.key.as_path()));
     let full = ApiCredentials::load(Some(&peer.ca), client_cert, Some(&token)).unwrap();
 
@@ -490,12 +604,14 @@ async fn the_api_refuses_requests_without_the_credentials_it_requires() {
         .unwrap();
     let api = nodes.api(1);
 
-    // Plain HTTP, and TLS without a client certificate, do not connect.
-    let plain = async { Client::connect(api).await?.status().await };
-    assert!(plain.await.is_err());
+    // Plain HTTP, even with the token, and TLS without a client
+    // certificate, get no HTTP answer at all.
+    let plain = ApiCredentials::load(None, None, Some(&token)).unwrap();
+    let plain = async { Client::connect_with(api, &plain).await?.status().await };
+    assert_eq!(plain.await.unwrap_err().status(), None);
     let no_cert = ApiCredentials::load(Some(&peer.ca), None, Some(&token)).unwrap();
     let anonymous = async { Client::connect_with(api, &no_cert).await?.status().await };
-    assert!(anonymous.await.is_err());
+    assert_eq!(anonymous.await.unwrap_err().status(), None);
     // A certificate without the token, or with a wrong one: 401 on every
     // route, the admin ones included.
     for token in [None, Some(wrong_token.as_path())] {

@@ -23,6 +23,9 @@ use super::{file_error, load_certs, load_key, load_roots, provider, TlsError};
 
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at most; a connection past them is closed at
+/// once, so strangers cannot pile up half-open connections.
+const HANDSHAKES_IN_PROGRESS: usize = 256;
 
 /// TLS on the API. In TOML a table: `[api_tls]` then `cert = "..."`,
 /// `key = "..."` and, to require client certificates, `client_ca = "..."`.
@@ -111,6 +114,9 @@ impl axum::serve::Listener for TlsListener {
         loop {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
+                    Ok((_, remote)) if self.handshakes.len() >= HANDSHAKES_IN_PROGRESS => {
+                        tracing::info!("API client {remote}: {HANDSHAKES_IN_PROGRESS} TLS handshakes in progress; closing");
+                    }
                     Ok((tcp, remote)) => {
                         let handshake = self.acceptor.accept(tcp);
                         self.handshakes.push(Box::pin(async move {
@@ -196,11 +202,6 @@ impl ApiCredentials {
     /// The token, if any.
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
-    }
-
-    /// Whether connections are TLS.
-    pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
     }
 
     /// Opens the connection over `tcp` to the API at `addr`, checking the

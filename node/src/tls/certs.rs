@@ -11,7 +11,7 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -41,7 +41,10 @@ fn write(path: PathBuf, contents: &str, private: bool) -> Result<PathBuf, TlsErr
         .truncate(true)
         .mode(mode)
         .open(&path)
-        .and_then(|mut f| f.write_all(contents.as_bytes()))
+        .and_then(|mut f| {
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            f.write_all(contents.as_bytes())
+        })
         .map_err(|source| TlsError::Write {
             path: path.clone(),
             source,
@@ -148,5 +151,52 @@ impl ClusterCa {
                 true,
             )?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_loads_its_own_certificate_and_refuses_another_nodes_or_a_wildcard() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::open_or_create(dir.path()).unwrap();
+        let cluster = ClusterId::of_name("c");
+        let two = ca.issue_node(cluster, 2).unwrap();
+        assert!(PeerTls::load(&two, cluster, 2).is_ok());
+        for (id, cluster) in [(3, cluster), (2, ClusterId::of_name("other"))] {
+            let e = PeerTls::load(&two, cluster, id).err().unwrap().to_string();
+            assert!(e.contains("not a certificate for"), "{e}");
+        }
+        let name = PeerTls::name(cluster, 2);
+        let wildcard = format!("*{}", &name[name.find('.').unwrap()..]);
+        let every = ca.issue("every-node", vec![wildcard], true).unwrap();
+        let e = PeerTls::load(&every, cluster, 2).err().unwrap().to_string();
+        assert!(e.contains("not a certificate for"), "{e}");
+    }
+
+    #[test]
+    fn opening_the_ca_again_signs_certificates_the_first_ca_file_trusts() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ClusterCa::open_or_create(dir.path()).unwrap().ca_path();
+        let before = std::fs::read(&first).unwrap();
+        let again = ClusterCa::open_or_create(dir.path()).unwrap();
+        assert_eq!(std::fs::read(again.ca_path()).unwrap(), before);
+        let cluster = ClusterId::of_name("c");
+        let files = again.issue_node(cluster, 4).unwrap();
+        let mode = std::fs::metadata(&files.key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let roots = crate::tls::load_roots(&first).unwrap();
+        let chain = crate::tls::load_certs(&files.cert).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots,
+            crate::tls::provider(),
+        )
+        .build()
+        .unwrap();
+        verifier
+            .verify_client_cert(&chain[0], &[], rustls::pki_types::UnixTime::now())
+            .unwrap();
     }
 }

@@ -19,6 +19,16 @@ use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 use super::{load_certs, load_key, load_roots, provider, TlsError, TlsFiles};
 use crate::cluster_id::ClusterId;
 
+/// An id no node has (raft reserves 0): a certificate valid for its peer
+/// name is a wildcard, which would name every member.
+const NO_NODE: u64 = 0;
+
+/// Whether `cert` is valid for node `id`'s peer name.
+fn names(cert: &webpki::EndEntityCert<'_>, cluster: ClusterId, id: u64) -> bool {
+    ServerName::try_from(PeerTls::name(cluster, id))
+        .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
+}
+
 /// A node's side of peer TLS: its certificate, and the cluster CA it
 /// holds the other members' certificates to.
 pub struct PeerTls {
@@ -34,15 +44,28 @@ impl PeerTls {
         format!("node-{id}.cluster-{:016x}.raft", cluster.0)
     }
 
-    /// Loads the CA, the certificate and the key.
+    /// Loads the CA, and node `me`'s certificate and key.
     ///
     /// # Errors
     ///
-    /// A file cannot be read or parsed, or rustls refuses its contents.
-    pub fn load(files: &TlsFiles, cluster: ClusterId) -> Result<PeerTls, TlsError> {
+    /// A file cannot be read or parsed, rustls refuses its contents, or
+    /// the certificate is not node `me`'s alone: the node would start and
+    /// then be refused by every peer.
+    pub fn load(files: &TlsFiles, cluster: ClusterId, me: u64) -> Result<PeerTls, TlsError> {
         let roots = load_roots(&files.ca)?;
         let chain = load_certs(&files.cert)?;
         let key = load_key(&files.key)?;
+        let own = webpki::EndEntityCert::try_from(&chain[0])
+            .map_err(|e| super::file_error(&files.cert, e))?;
+        if !names(&own, cluster, me) || names(&own, cluster, NO_NODE) {
+            return Err(super::file_error(
+                &files.cert,
+                format!(
+                    "not a certificate for {} alone: every peer would refuse it",
+                    Self::name(cluster, me)
+                ),
+            ));
+        }
         let verifier =
             WebPkiClientVerifier::builder_with_provider(roots.clone(), provider()).build()?;
         let server = ServerConfig::builder_with_provider(provider())
@@ -73,7 +96,21 @@ impl PeerTls {
     ) -> std::io::Result<client::TlsStream<TcpStream>> {
         let name = ServerName::try_from(Self::name(self.cluster, id))
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        self.connector.connect(name, tcp).await
+        let stream = self.connector.connect(name, tcp).await?;
+        let wildcard = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|cert| webpki::EndEntityCert::try_from(cert).ok())
+            .is_none_or(|cert| names(&cert, self.cluster, NO_NODE));
+        if wildcard {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("node {id}'s certificate names more than node {id}"),
+            ));
+        }
+        Ok(stream)
     }
 
     /// Accepts TLS on `tcp` and finds which of `members` the dialler's
@@ -113,13 +150,13 @@ impl PeerTls {
     ) -> Result<u64, String> {
         let cert = webpki::EndEntityCert::try_from(cert)
             .map_err(|e| format!("unreadable certificate ({e})"))?;
+        if names(&cert, self.cluster, NO_NODE) {
+            return Err("a wildcard certificate names every node".into());
+        }
         let named: Vec<u64> = members
             .iter()
             .copied()
-            .filter(|&id| {
-                ServerName::try_from(Self::name(self.cluster, id))
-                    .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
-            })
+            .filter(|&id| names(&cert, self.cluster, id))
             .collect();
         match named[..] {
             [id] => Ok(id),

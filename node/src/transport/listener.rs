@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use raft_wal_storage::WalStorage;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument};
@@ -21,6 +21,9 @@ use crate::handle::Input;
 
 /// How long a new connection may take to send its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections not yet past their hello at most; one past them is closed
+/// at once, so strangers cannot pile up handshakes.
+const CONNECTIONS_BEFORE_HELLO: usize = 256;
 
 /// Who this listener is, for checking each connection's hello.
 #[derive(Clone)]
@@ -44,6 +47,7 @@ pub async fn serve(
     inbox: mpsc::Sender<Input>,
     stop: CancellationToken,
 ) {
+    let before_hello = Arc::new(Semaphore::new(CONNECTIONS_BEFORE_HELLO));
     loop {
         let (stream, remote) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -55,8 +59,12 @@ pub async fn serve(
                 }
             },
         };
+        let Ok(unproven) = before_hello.clone().try_acquire_owned() else {
+            warn!("peer {remote}: {CONNECTIONS_BEFORE_HELLO} connections are before their hello; closing");
+            continue;
+        };
         let reader = read_peer(
-            stream,
+            (stream, unproven),
             remote,
             identity.clone(),
             inbox.clone(),
@@ -75,7 +83,7 @@ pub async fn serve(
 /// broken, misconfigured or a stranger, and nothing it sends after that
 /// can be trusted.
 async fn read_peer(
-    tcp: TcpStream,
+    (tcp, unproven): (TcpStream, OwnedSemaphorePermit),
     remote: SocketAddr,
     identity: Identity,
     inbox: mpsc::Sender<Input>,
@@ -135,6 +143,7 @@ async fn read_peer(
         return;
     }
 
+    drop(unproven);
     let mut frames = frames.map_codec(|_| frame::codec());
     if hello.probe {
         let held = raft::Storage::last_index(&identity.store).unwrap_or(0);

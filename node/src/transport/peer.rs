@@ -19,6 +19,9 @@ use super::secure::{PeerSecurity, PeerStream};
 use crate::handle::Input;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
+/// How long connecting and the TLS handshake may take: a listener that
+/// accepts and then stalls must not hold the writer.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Messages put into one write.
 const BATCH_MESSAGES: usize = 512;
@@ -88,9 +91,19 @@ impl Writer {
 
     /// A connection to the peer, secured.
     async fn open(&self) -> std::io::Result<PeerStream> {
-        let tcp = TcpStream::connect(self.addr).await?;
-        let _ = tcp.set_nodelay(true);
-        self.security.dial(tcp, self.id).await
+        let dial = async {
+            let tcp = TcpStream::connect(self.addr).await?;
+            let _ = tcp.set_nodelay(true);
+            self.security.dial(tcp, self.id).await
+        };
+        tokio::time::timeout(DIAL_TIMEOUT, dial)
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("not connected within {DIAL_TIMEOUT:?}"),
+                ))
+            })
     }
 
     async fn write_until_error(&mut self, stream: PeerStream) -> Ended {
