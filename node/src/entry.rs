@@ -40,10 +40,11 @@ pub enum Decoded {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "committed entry {index} (term {term}) cannot be applied: {reason}. Every restart replays it. \
-     If the other members hold the same entry at this index, the cluster committed it: restart \
-     each node that stops here with --skip-undecodable-entry {index} to apply it as empty. If \
-     they do not, this node's log was forged or corrupted: remove the node, wipe its directory \
-     and add it back under a new id with --join. If a newer raft-node wrote it, run that version"
+     If the other members have applied past index {index} without stopping, only this node holds \
+     it and its log was forged or corrupted: remove the node, wipe its directory and add it back \
+     under a new id with --join. If they stop on it too, the cluster committed it: restart each \
+     node that stops here with --skip-undecodable-entry {index} to apply it as empty. If a newer \
+     raft-node wrote it, run that version"
 )]
 pub struct Undecodable {
     /// The entry's index.

@@ -205,13 +205,16 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
     };
     let cluster = ClusterId::of_name(&config.cluster_name);
     let security = Arc::new(peer_security(&config, cluster)?);
-    // Admitted until the loop applies a configuration: the stored one's
-    // members, or for a blank node the peers it was given.
+    // Admitted from the start: the stored configuration's members and the
+    // peers named; `Peers` keeps it from then on.
     let stored = store.initial_state()?.conf_state;
-    let members = match transport::members_of(&stored, id) {
-        Some(ids) => Members::new(ids),
-        None => Members::new(config.peers.keys().copied().filter(|&peer| peer != id)),
-    };
+    let named = config.peers.keys().copied().filter(|&peer| peer != id);
+    let members = Members::new(
+        transport::members_of(&stored, id)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(named),
+    );
     let metrics = Arc::new(Metrics::new(id));
     let (inbox_tx, inbox) = mpsc::channel(INBOX_REQUESTS);
     let bind = |what, addr| move |source| NodeError::Bind { what, addr, source };
@@ -270,6 +273,7 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
     for (&peer, &addr) in &config.peers {
         peers.connect(peer, addr);
     }
+    peers.admit(&stored);
     let log = Arc::new(RwLock::new(log));
     let persist_jobs = match config.persist {
         Persistence::Sync => None,
@@ -317,7 +321,11 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
 /// Peer TLS from the configured files, or plain TCP with a warning.
 fn peer_security(config: &NodeConfig, cluster: ClusterId) -> Result<PeerSecurity, NodeError> {
     match &config.peer_tls {
-        Some(files) => Ok(PeerSecurity::Tls(PeerTls::load(files, cluster, config.id)?)),
+        Some(files) => {
+            let peers: Vec<u64> = config.peers.keys().copied().collect();
+            let tls = PeerTls::load(files, cluster, config.id, &peers)?;
+            Ok(PeerSecurity::Tls(tls))
+        }
         None => {
             tracing::warn!(
                 "--insecure-peers: the raft port takes plain TCP; anyone who reaches it can \

@@ -47,7 +47,7 @@ async fn as_member(
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
     let config = nodes.config(from);
     let cluster = ClusterId::of_name(&config.cluster_name);
-    let tls = PeerTls::load(config.peer_tls.as_ref().unwrap(), cluster, from).unwrap();
+    let tls = PeerTls::load(config.peer_tls.as_ref().unwrap(), cluster, from, &[]).unwrap();
     let tcp = TcpStream::connect(nodes.config(to).listen()).await.unwrap();
     tls.connect(tcp, to).await.unwrap()
 }

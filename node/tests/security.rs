@@ -367,7 +367,7 @@ async fn a_removed_members_certificate_is_refused_on_open_and_new_connections_an
     let removed = (1..=3).find(|&n| n != leader && n != id).unwrap();
     let cluster = target.cluster();
     let files = target.nodes.config(removed).peer_tls.clone().unwrap();
-    let dialer = PeerTls::load(&files, cluster, removed).unwrap();
+    let dialer = PeerTls::load(&files, cluster, removed, &[]).unwrap();
     let addr = target.config().listen();
     let dial = || async {
         let tcp = TcpStream::connect(addr).await.unwrap();
@@ -410,22 +410,28 @@ async fn a_removed_members_certificate_is_refused_on_open_and_new_connections_an
 
     let mut wire = hello(cluster, removed, id);
     wire.extend(&forged);
-    // A new connection, then the same after a restart of node `id`, whose
-    // --peer list still names `removed`.
-    for restart in [false, true] {
-        if restart {
-            target.nodes.restart(id).unwrap();
-            target
-                .nodes
-                .wait_for_leader(Duration::from_secs(20))
-                .await
-                .unwrap();
-        }
-        if let Ok(stream) = dial().await {
-            assert!(closed_after(stream, &wire).await);
-        }
-        target.unchanged(&before).await;
+    // A new connection; then the same after a restart of node `id`, with
+    // `removed` dropped from its --peer list as an operator does.
+    if let Ok(stream) = dial().await {
+        assert!(closed_after(stream, &wire).await);
     }
+    target.unchanged(&before).await;
+    target.nodes.config_mut(id).peers.remove(&removed);
+    target.nodes.restart(id).unwrap();
+    target
+        .nodes
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
+    if let Ok(stream) = dial().await {
+        assert!(closed_after(stream, &wire).await);
+    }
+    // The restart may cost the two voters an election: the term may move
+    // on, but never to a forged one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (term, records) = seen(&target.nodes, id).await;
+    assert!(term < 1_000, "a forged term landed: {term}");
+    assert_eq!(records, before.1);
     assert_eq!(
         target
             .log()
@@ -532,8 +538,11 @@ async fn with_insecure_peers_the_attack_lands_and_the_way_out_the_node_names_bri
         .into_iter()
         .filter(|&id| id != target.leader)
         .collect();
+    // Both at once: an answer at term 1000 from the first makes the real
+    // leader step down, and one re-elected at term 1001 would leave the
+    // second's forged append stale.
+    futures::future::join_all(followers.iter().map(|&id| target.attack_plain(id))).await;
     for &id in &followers {
-        target.attack_plain(id).await;
         stops_naming(&mut target.nodes, id, index).await;
     }
     target.logged("became follower at term 1000");

@@ -164,15 +164,29 @@ mod tests {
         let ca = ClusterCa::open_or_create(dir.path()).unwrap();
         let cluster = ClusterId::of_name("c");
         let two = ca.issue_node(cluster, 2).unwrap();
-        assert!(PeerTls::load(&two, cluster, 2).is_ok());
+        assert!(PeerTls::load(&two, cluster, 2, &[1, 2, 3]).is_ok());
         for (id, cluster) in [(3, cluster), (2, ClusterId::of_name("other"))] {
-            let e = PeerTls::load(&two, cluster, id).err().unwrap().to_string();
+            let e = PeerTls::load(&two, cluster, id, &[])
+                .err()
+                .unwrap()
+                .to_string();
             assert!(e.contains("not a certificate for"), "{e}");
         }
+        let both = vec![PeerTls::name(cluster, 2), PeerTls::name(cluster, 3)];
+        let both = ca.issue("two-nodes", both, true).unwrap();
+        assert!(PeerTls::load(&both, cluster, 2, &[]).is_ok());
+        let e = PeerTls::load(&both, cluster, 2, &[1, 2, 3])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("not a certificate for"), "{e}");
         let name = PeerTls::name(cluster, 2);
         let wildcard = format!("*{}", &name[name.find('.').unwrap()..]);
         let every = ca.issue("every-node", vec![wildcard], true).unwrap();
-        let e = PeerTls::load(&every, cluster, 2).err().unwrap().to_string();
+        let e = PeerTls::load(&every, cluster, 2, &[])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("not a certificate for"), "{e}");
     }
 

@@ -49,15 +49,22 @@ impl PeerTls {
     /// # Errors
     ///
     /// A file cannot be read or parsed, rustls refuses its contents, or
-    /// the certificate is not node `me`'s alone: the node would start and
-    /// then be refused by every peer.
-    pub fn load(files: &TlsFiles, cluster: ClusterId, me: u64) -> Result<PeerTls, TlsError> {
+    /// the certificate is not node `me`'s alone (it also names one of
+    /// `peers`, or every node): the node would start and then be refused
+    /// by every peer.
+    pub fn load(
+        files: &TlsFiles,
+        cluster: ClusterId,
+        me: u64,
+        peers: &[u64],
+    ) -> Result<PeerTls, TlsError> {
         let roots = load_roots(&files.ca)?;
         let chain = load_certs(&files.cert)?;
         let key = load_key(&files.key)?;
         let own = webpki::EndEntityCert::try_from(&chain[0])
             .map_err(|e| super::file_error(&files.cert, e))?;
-        if !names(&own, cluster, me) || names(&own, cluster, NO_NODE) {
+        let others = peers.iter().chain([&NO_NODE]).filter(|&&id| id != me);
+        if !names(&own, cluster, me) || others.clone().any(|&id| names(&own, cluster, id)) {
             return Err(super::file_error(
                 &files.cert,
                 format!(

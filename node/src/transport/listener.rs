@@ -48,6 +48,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let before_hello = Arc::new(Semaphore::new(CONNECTIONS_BEFORE_HELLO));
+    let mut last_warned: Option<std::time::Instant> = None;
     loop {
         let (stream, remote) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -60,7 +61,11 @@ pub async fn serve(
             },
         };
         let Ok(unproven) = before_hello.clone().try_acquire_owned() else {
-            warn!("peer {remote}: {CONNECTIONS_BEFORE_HELLO} connections are before their hello; closing");
+            // One line a second at most: a flood must not fill the log.
+            if last_warned.is_none_or(|at| at.elapsed() > Duration::from_secs(1)) {
+                warn!("peer {remote}: {CONNECTIONS_BEFORE_HELLO} connections are before their hello; closing new ones");
+                last_warned = Some(std::time::Instant::now());
+            }
             continue;
         };
         let reader = read_peer(

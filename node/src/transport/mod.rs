@@ -100,6 +100,8 @@ pub struct Peers {
     cluster: ClusterId,
     security: Arc<PeerSecurity>,
     members: Members,
+    /// The other members of the configuration last applied.
+    configured: Vec<u64>,
     queues: HashMap<u64, Queue>,
     inbox: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
@@ -122,6 +124,7 @@ impl Peers {
             cluster,
             security,
             members,
+            configured: Vec::new(),
             queues: HashMap::new(),
             inbox,
             metrics,
@@ -163,14 +166,28 @@ impl Peers {
                 heard,
             },
         );
+        self.publish();
     }
 
-    /// Admits on the raft port exactly the members of `conf`, the
-    /// configuration just applied; one with no voters changes nothing.
-    pub fn admit(&self, conf: &ConfState) {
+    /// Takes `conf`, the configuration just applied (or stored, at
+    /// start), for what the raft port admits; one with no voters changes
+    /// nothing.
+    pub fn admit(&mut self, conf: &ConfState) {
         if let Some(ids) = members_of(conf, self.me) {
-            self.members.set(ids);
+            self.configured = ids;
+            self.publish();
         }
+    }
+
+    /// Admits the members of the configuration last applied and every
+    /// peer this node has an address for: a node that missed changes
+    /// while it was down still admits the members added since, once the
+    /// operator names them with `--peer`. A member removed by a change
+    /// this node applies leaves both.
+    fn publish(&self) {
+        let addressed = self.queues.keys().copied();
+        self.members
+            .set(self.configured.iter().copied().chain(addressed));
     }
 
     /// A response from `id` arrived: our messages reach it.
@@ -183,6 +200,8 @@ impl Peers {
     /// Stops the writer task for a removed member.
     pub fn disconnect(&mut self, id: u64) {
         self.queues.remove(&id);
+        self.configured.retain(|&member| member != id);
+        self.publish();
     }
 
     /// Queues messages; returns what could not be queued (a full queue,
