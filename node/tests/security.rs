@@ -202,6 +202,17 @@ async fn tls_target(dir: &Path) -> (Target, (u64, Vec<String>)) {
     (target, before)
 }
 
+/// The follower of a 3-node cluster with plain TCP between peers
+/// (`--insecure-peers`).
+async fn insecure_target(dir: &Path) -> Target {
+    let mut configs = cluster::plan(3, dir).unwrap();
+    for c in &mut configs {
+        c.peer_tls = None;
+        c.insecure_peers = true;
+    }
+    three_nodes_and_a_follower(configs).await
+}
+
 impl Target {
     fn config(&self) -> &NodeConfig {
         self.nodes.config(self.id)
@@ -445,12 +456,7 @@ async fn a_removed_members_certificate_is_refused_on_open_and_new_connections_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_insecure_peers_a_connection_without_this_clusters_hello_is_cut_off_before_raft() {
     let dir = tempfile::tempdir().unwrap();
-    let mut configs = cluster::plan(3, dir.path()).unwrap();
-    for c in &mut configs {
-        c.peer_tls = None;
-        c.insecure_peers = true;
-    }
-    let mut target = three_nodes_and_a_follower(configs).await;
+    let mut target = insecure_target(dir.path()).await;
     let before = seen(&target.nodes, target.id).await;
     // A heartbeat at a much higher term, with no hello, then behind
     // another cluster's.
@@ -500,12 +506,7 @@ async fn stops_naming(nodes: &mut LocalCluster, id: u64, index: u64) {
 async fn with_insecure_peers_the_attack_lands_and_the_way_out_the_node_names_brings_the_cluster_back(
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let mut configs = cluster::plan(3, dir.path()).unwrap();
-    for c in &mut configs {
-        c.peer_tls = None;
-        c.insecure_peers = true;
-    }
-    let mut target = three_nodes_and_a_follower(configs).await;
+    let mut target = insecure_target(dir.path()).await;
     let records = seen(&target.nodes, target.leader).await.1;
 
     let mut wire = hello(target.cluster(), target.id, target.leader);
