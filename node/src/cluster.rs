@@ -22,8 +22,16 @@ use crate::tls::api::ApiCredentials;
 use crate::tls::certs::ClusterCa;
 use crate::tls::{TlsError, TlsFiles};
 
-/// Loopback addresses nobody listens on right now, below the kernel's
-/// ephemeral port range: ports handed out for outgoing connections and
+/// Every port [`free_addrs`] has handed out in this process. Two
+/// clusters started side by side (tests of one binary run in parallel)
+/// each pick ports that are free at that moment and bind them only when
+/// their nodes start, so without this both could pick the same one.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Loopback addresses nobody listens on right now, not handed out before
+/// by this process (see [`HANDED_OUT`]), below the kernel's ephemeral
+/// port range: ports handed out for outgoing connections and
 /// `bind(0)` (the nemesis's proxies, other tests' clients) come from that
 /// range, so they cannot take a planned port between its choice and a node
 /// binding it, or while a killed node is down.
@@ -39,11 +47,22 @@ pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
     let low = ephemeral_low.saturating_sub(12_000).max(1_024);
     let mut rng = rand::thread_rng();
     let mut listeners = Vec::with_capacity(n);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    // A long nemesis run starts thousands of clusters one after another:
+    // once half the range is spent, the oldest picks are long released.
+    if handed_out.len() > usize::from(ephemeral_low - low) / 2 {
+        handed_out.clear();
+    }
     for _ in 0..100_000 {
         if listeners.len() == n {
             break;
         }
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", rng.gen_range(low..ephemeral_low))) {
+        let port = rng.gen_range(low..ephemeral_low);
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            handed_out.insert(port);
             listeners.push(l);
         }
     }
