@@ -22,11 +22,10 @@ pub enum PeerSecurity {
     Insecure,
 }
 
-/// The nodes admitted on the raft port: the members of the configuration
-/// this node has applied, itself aside (before it has one, as a blank node
-/// waiting to join, the peers it was started with). The Ready loop keeps
-/// it; the listener checks it when a connection opens and at every frame,
-/// so a removed member's open connections close too.
+/// The nodes admitted on the raft port, this node aside: the members of
+/// the configuration it has applied and the peers it has an address for
+/// (`Peers` keeps it). The listener checks it when a connection opens and
+/// at every frame, so a removed member's open connections close too.
 #[derive(Clone, Default)]
 pub struct Members(Arc<RwLock<BTreeSet<u64>>>);
 
