@@ -105,11 +105,12 @@ impl IntoResponse for ApiError {
 impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> ApiError {
         let code = match e {
-            RequestError::NoLeader | RequestError::Stopping | RequestError::LeaderMoving(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            RequestError::NoLeader
+            | RequestError::Stopping
+            | RequestError::LeaderMoving(_)
+            | RequestError::NotLeader(_) => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            RequestError::Refused(_) => StatusCode::CONFLICT,
+            RequestError::Refused(_) | RequestError::Sequence(_) => StatusCode::CONFLICT,
         };
         ApiError(code, e.to_string())
     }

@@ -17,7 +17,7 @@ use rand::Rng;
 
 use crate::client::{Client, ClientError};
 use crate::cluster_id::ClusterId;
-use crate::config::NodeConfig;
+use crate::config::{KafkaConfig, NodeConfig};
 use crate::tls::api::ApiCredentials;
 use crate::tls::certs::ClusterCa;
 use crate::tls::{TlsError, TlsFiles};
@@ -85,14 +85,22 @@ pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
 ///
 /// The certificates cannot be made or written.
 pub fn plan(n: u64, dir: &Path) -> Result<Vec<NodeConfig>, TlsError> {
-    let addrs = free_addrs(2 * n as usize);
+    let addrs = free_addrs(3 * n as usize);
     let peers: BTreeMap<u64, SocketAddr> = (1..=n).map(|id| (id, addrs[id as usize - 1])).collect();
+    let brokers: BTreeMap<u64, SocketAddr> = (1..=n)
+        .map(|id| (id, addrs[(2 * n + id) as usize - 1]))
+        .collect();
     (1..=n)
         .map(|id| {
             let api = addrs[(n + id) as usize - 1];
             let mut config =
                 NodeConfig::new(id, dir.join(format!("node-{id}")), api, peers.clone());
             config.peer_tls = Some(peer_tls(dir, &config.cluster_name, id)?);
+            config.kafka = Some(KafkaConfig {
+                listen: brokers[&id],
+                topic: KafkaConfig::DEFAULT_TOPIC.into(),
+                brokers: brokers.clone(),
+            });
             Ok(config)
         })
         .collect()
@@ -158,6 +166,17 @@ pub fn serve_args(config: &NodeConfig) -> Vec<String> {
     }
     for index in &config.skip_undecodable_entries {
         args.push(format!("--skip-undecodable-entry={index}"));
+    }
+    if let Some(kafka) = &config.kafka {
+        args.push(format!("--kafka={}", kafka.listen));
+        args.push(format!("--kafka-topic={}", kafka.topic));
+        args.extend(
+            kafka
+                .brokers
+                .iter()
+                .filter(|(&id, _)| id != config.id)
+                .map(|(id, addr)| format!("--kafka-broker={id}={addr}")),
+        );
     }
     args
 }
@@ -260,6 +279,16 @@ impl LocalCluster {
     }
 
     /// A node's API address.
+    /// Node `id`'s Kafka address, if it serves Kafka clients.
+    ///
+    /// # Panics
+    ///
+    /// For an id the cluster does not have.
+    pub fn kafka(&self, id: u64) -> Option<SocketAddr> {
+        self.config(id).kafka.as_ref().map(|k| k.listen)
+    }
+
+    /// Node `id`'s API address.
     pub fn api(&self, id: u64) -> SocketAddr {
         self.config(id).api
     }

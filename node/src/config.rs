@@ -113,6 +113,32 @@ pub struct NodeConfig {
     /// the node has stopped naming one (see the README's Security section).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skip_undecodable_entries: Vec<u64>,
+    /// A Kafka wire-protocol listener beside the API, serving the record
+    /// log as one topic with one partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaConfig>,
+}
+
+/// The Kafka listener. In TOML a table: `[kafka]` then `listen = "..."`,
+/// `topic = "..."` and `[kafka.brokers]` keyed by id like `[peers]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Where this node takes Kafka clients.
+    pub listen: SocketAddr,
+    /// The topic's name: the record log is its only partition, 0.
+    #[serde(default = "defaults::kafka_topic")]
+    pub topic: String,
+    /// The Kafka address of the other members, which Metadata lists as
+    /// brokers so that clients find the leader. A member without one is
+    /// left out.
+    #[serde(default, with = "peer_table")]
+    pub brokers: BTreeMap<u64, SocketAddr>,
+}
+
+impl KafkaConfig {
+    /// The topic's name unless one is given.
+    pub const DEFAULT_TOPIC: &'static str = "records";
 }
 
 /// How a Ready's writes become durable. `async` is the default: in
@@ -170,6 +196,9 @@ mod peer_table {
 }
 
 mod defaults {
+    pub fn kafka_topic() -> String {
+        super::KafkaConfig::DEFAULT_TOPIC.into()
+    }
     pub fn cluster_name() -> String {
         "raft-node".into()
     }
@@ -220,6 +249,7 @@ impl NodeConfig {
             api_tls: None,
             api_token_file: None,
             skip_undecodable_entries: Vec::new(),
+            kafka: None,
         }
     }
 
@@ -287,6 +317,32 @@ impl NodeConfig {
                 return invalid("--insecure-peers contradicts the peer TLS files given".into())
             }
             _ => {}
+        }
+        if let Some(kafka) = &self.kafka {
+            if kafka.topic.is_empty() || kafka.topic.len() > 249 {
+                return invalid(format!(
+                    "the Kafka topic name `{}` must have 1 to 249 characters",
+                    kafka.topic
+                ));
+            }
+            if kafka.brokers.get(&self.id).is_some_and(|&a| a != kafka.listen) {
+                return invalid(format!(
+                    "the Kafka broker address given for node {} is not its --kafka address {}",
+                    self.id, kafka.listen
+                ));
+            }
+            if self.api_token_file.is_some()
+                && self
+                    .api_tls
+                    .as_ref()
+                    .is_none_or(|tls| tls.client_ca.is_none())
+            {
+                return invalid(
+                    "the API requires a token, which Kafka clients cannot send: the Kafka listener \
+                     authenticates clients by certificate, so give --api-client-ca too"
+                        .into(),
+                );
+            }
         }
         if self.tick_ms == 0 || self.snapshot_entries == 0 {
             return invalid("tick_ms and snapshot_entries must be at least 1".into());

@@ -10,12 +10,17 @@ use raft_proto::eraftpb::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::producers::{ProducerBatch, SequenceError};
+
 /// Requests to the Ready loop.
 pub enum Input {
     /// A client's records, to be replicated as one entry.
     Append {
         /// The records.
         records: Vec<Bytes>,
+        /// Who sends them, how they are numbered, and where they may be
+        /// taken.
+        origin: Origin,
         /// The offsets once applied.
         reply: oneshot::Sender<Result<Appended, RequestError>>,
     },
@@ -62,6 +67,17 @@ pub enum Input {
     Persisted(Box<crate::persister::Persisted>),
 }
 
+/// Where an append comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// A Kafka producer batch's numbers: the log stores a retry of a
+    /// stored batch only once ([`crate::producers`]).
+    pub producer: Option<ProducerBatch>,
+    /// Refuse it unless this node leads, as a Kafka broker refuses a
+    /// produce at a follower, rather than forward it to the leader.
+    pub at_leader_only: bool,
+}
+
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Appended {
@@ -69,6 +85,9 @@ pub struct Appended {
     pub offset: u64,
     /// How many records.
     pub count: u64,
+    /// The raft index of the entry that carried them.
+    #[serde(default)]
+    pub index: u64,
 }
 
 /// A membership change, as `raft-node admin` asks for it.
@@ -145,6 +164,13 @@ pub enum RequestError {
     /// first; retry there, or anywhere once it leads.
     #[error("leadership is moving to node {0} first; retry")]
     LeaderMoving(u64),
+    /// The request is taken at the leader only, and node `0` leads (0 for
+    /// none known).
+    #[error("this node does not lead; node {0} does")]
+    NotLeader(u64),
+    /// A Kafka producer's batch out of sequence: nothing was stored.
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
 }
 
 /// A cloneable sender of [`Input`]s, with a timeout on every answer.
@@ -164,16 +190,29 @@ impl NodeHandle {
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Input,
     ) -> Result<T, RequestError> {
+        self.send(make).await?.await
+    }
+
+    /// Hands the loop a request; the future it returns waits for the
+    /// answer. Requests sent one after the other reach the loop in order,
+    /// whenever their answers are awaited.
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Input,
+    ) -> Result<impl std::future::Future<Output = Result<T, RequestError>>, RequestError> {
         let (reply, answer) = oneshot::channel();
         self.inbox
             .send(make(reply))
             .await
             .map_err(|_| RequestError::Stopping)?;
-        match tokio::time::timeout(self.timeout, answer).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(_)) => Err(RequestError::Stopping),
-            Err(_) => Err(RequestError::Timeout),
-        }
+        let timeout = self.timeout;
+        Ok(async move {
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(answer)) => Ok(answer),
+                Ok(Err(_)) => Err(RequestError::Stopping),
+                Err(_) => Err(RequestError::Timeout),
+            }
+        })
     }
 
     /// Replicates `records`; answers with their offsets once applied here.
@@ -182,7 +221,45 @@ impl NodeHandle {
     ///
     /// [`RequestError`]: no leader, timeout, stopping.
     pub async fn append(&self, records: Vec<Bytes>) -> Result<Appended, RequestError> {
-        self.ask(|reply| Input::Append { records, reply }).await?
+        self.append_from(records, Origin::default()).await
+    }
+
+    /// Replicates `records` from `origin`; answers with their offsets once
+    /// applied here.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError`]: no leader, not the leader, out of sequence,
+    /// timeout, stopping.
+    pub async fn append_from(
+        &self,
+        records: Vec<Bytes>,
+        origin: Origin,
+    ) -> Result<Appended, RequestError> {
+        self.send_append(records, origin).await?.await
+    }
+
+    /// Hands `records` from `origin` to the loop, behind any append sent
+    /// before; the future returned answers as [`NodeHandle::append_from`]
+    /// does. A Kafka connection's pipelined produces keep their order so.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::Stopping`].
+    pub async fn send_append(
+        &self,
+        records: Vec<Bytes>,
+        origin: Origin,
+    ) -> Result<impl std::future::Future<Output = Result<Appended, RequestError>>, RequestError>
+    {
+        let answer = self
+            .send(move |reply| Input::Append {
+                records,
+                origin,
+                reply,
+            })
+            .await?;
+        Ok(async move { answer.await? })
     }
 
     /// Waits until a read at this node is linearizable; returns the applied

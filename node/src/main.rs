@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use raft_node::bench::{BenchOptions, PeerMode};
 use raft_node::client::Client;
 use raft_node::cluster::{self, LocalCluster};
-use raft_node::config::{parse_peer, NodeConfig, Persistence};
+use raft_node::config::{parse_peer, KafkaConfig, NodeConfig, Persistence};
 use raft_node::handle::MembershipChange;
 use raft_node::nemesis::NemesisOptions;
 use raft_node::tls::api::{ApiCredentials, ApiTlsFiles};
@@ -201,6 +201,17 @@ struct ServeArgs {
     /// (the way out the node names when it stops on one); repeat.
     #[arg(long = "skip-undecodable-entry")]
     skip_undecodable_entries: Vec<u64>,
+    /// Serve Kafka clients here: the record log is one topic with one
+    /// partition (TLS and client certificates as the API's).
+    #[arg(long)]
+    kafka: Option<SocketAddr>,
+    /// The Kafka topic's name.
+    #[arg(long, default_value = KafkaConfig::DEFAULT_TOPIC, requires = "kafka")]
+    kafka_topic: String,
+    /// ID=HOST:PORT Kafka address of another member, which Metadata lists
+    /// as a broker; repeat.
+    #[arg(long = "kafka-broker", value_parser = parse_peer, requires = "kafka")]
+    kafka_brokers: Vec<(u64, SocketAddr)>,
 }
 
 impl ServeArgs {
@@ -241,6 +252,11 @@ impl ServeArgs {
         };
         config.api_token_file = self.api_token_file;
         config.skip_undecodable_entries = self.skip_undecodable_entries;
+        config.kafka = self.kafka.map(|listen| KafkaConfig {
+            listen,
+            topic: self.kafka_topic,
+            brokers: self.kafka_brokers.into_iter().collect(),
+        });
         config.check()?;
         Ok(config)
     }
@@ -398,9 +414,11 @@ async fn run_cluster(args: ClusterArgs) -> Result<(), AnyError> {
     let mut nodes = LocalCluster::start(&std::env::current_exe()?, configs)?;
     for id in nodes.ids() {
         let c = nodes.config(id);
+        let kafka = c.kafka.as_ref().map(|k| k.listen.to_string());
         println!(
-            "node {id}: api http://{} raft {} log {}",
+            "node {id}: api http://{} kafka {} raft {} log {}",
             c.api,
+            kafka.unwrap_or_default(),
             c.listen(),
             nodes.log_path(id).display()
         );

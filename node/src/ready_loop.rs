@@ -36,7 +36,7 @@ use tracing::{info, warn};
 use crate::config::NodeConfig;
 use crate::entry::{self, Decoded, Undecodable};
 use crate::error::NodeError;
-use crate::handle::{Appended, Input, Membership, RequestError, Status};
+use crate::handle::{Appended, Input, Membership, Origin, RequestError, Status};
 use crate::metrics::Metrics;
 use crate::persister::PersistJob;
 use crate::request_id::RequestIds;
@@ -229,7 +229,11 @@ impl ReadyLoop {
                     tracing::debug!("step: {e}");
                 }
             }
-            Input::Append { records, reply } => self.propose_append(records, reply),
+            Input::Append {
+                records,
+                origin,
+                reply,
+            } => self.propose_append(records, origin, reply),
             Input::ReadBarrier { reply } => {
                 let ctx = self.request_ids.next_read_ctx();
                 self.reads.ask(&mut self.raw, ctx, reply);
@@ -252,9 +256,18 @@ impl ReadyLoop {
         Ok(())
     }
 
-    fn propose_append(&mut self, records: Vec<bytes::Bytes>, reply: Reply<Appended>) {
+    fn propose_append(
+        &mut self,
+        records: Vec<bytes::Bytes>,
+        origin: Origin,
+        reply: Reply<Appended>,
+    ) {
         if self.leader == 0 {
             let _ = reply.send(Err(RequestError::NoLeader));
+            return;
+        }
+        if origin.at_leader_only && self.leader != self.raw.raft.id {
+            let _ = reply.send(Err(RequestError::NotLeader(self.leader)));
             return;
         }
         let seq = self.request_ids.next_key();
@@ -266,7 +279,8 @@ impl ReadyLoop {
         .encode();
         // A follower forwards the proposal to the leader; either way the
         // answer comes when this node applies the entry.
-        self.appends.propose(&mut self.raw, seq, data, reply);
+        self.appends
+            .propose(&mut self.raw, seq, (data, origin.producer), reply);
     }
 
     /// One pass over a Ready, in raft-rs's documented order.
@@ -494,12 +508,19 @@ impl ReadyLoop {
             self.write_log().skip(entry.index);
             return;
         }
-        let offset = self.write_log().apply(entry.index, &proposal.records);
+        let stored = match Proposal::producer(&entry.context) {
+            Some(producer) => self
+                .write_log()
+                .apply_batch(entry.index, &producer, &proposal.records)
+                .map_err(RequestError::from),
+            None => Ok(self.write_log().apply(entry.index, &proposal.records)),
+        };
         if proposal.proposer == self.raw.raft.id {
-            let appended = Appended {
+            let appended = stored.map(|offset| Appended {
                 offset,
                 count: proposal.records.len() as u64,
-            };
+                index: entry.index,
+            });
             self.appends
                 .on_applied(proposal.seq, appended, &self.metrics);
         }

@@ -19,6 +19,7 @@ use crate::cluster_id::{ClusterId, IdentityError};
 use crate::config::{NodeConfig, Persistence};
 use crate::error::NodeError;
 use crate::handle::NodeHandle;
+use crate::kafka;
 use crate::metrics::Metrics;
 use crate::persister;
 use crate::ready_loop::ReadyLoop;
@@ -228,6 +229,26 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
         Some(files) => Either::Left(TlsListener::new(api_listener, files)?),
         None => Either::Right(api_listener),
     };
+    let kafka_listener = match &config.kafka {
+        Some(kafka) => {
+            let plain = TcpListener::bind(kafka.listen)
+                .await
+                .map_err(bind("Kafka address", kafka.listen))?;
+            let tls_client_auth = config.api_tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+            if !tls_client_auth && !kafka.listen.ip().is_loopback() {
+                tracing::warn!(
+                    "the Kafka listener on {} takes any client: give --api-cert, --api-key and \
+                     --api-client-ca to require client certificates",
+                    kafka.listen
+                );
+            }
+            Some(match &config.api_tls {
+                Some(files) => Either::Left(TlsListener::new(plain, files)?),
+                None => Either::Right(plain),
+            })
+        }
+        None => None,
+    };
     let api_token = config
         .api_token_file
         .as_deref()
@@ -295,8 +316,19 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
         persist_jobs,
     )?;
 
+    let node = NodeHandle::new(inbox_tx, REQUEST_TIMEOUT);
+    if let (Some(listener), Some(kafka)) = (kafka_listener, &config.kafka) {
+        let state = kafka::KafkaState {
+            node: node.clone(),
+            log: log.clone(),
+            id,
+            config: Arc::new(kafka.clone()),
+            cluster_name: Arc::from(config.cluster_name.as_str()),
+        };
+        tokio::spawn(kafka::serve(listener, state, stop.clone()).in_current_span());
+    }
     let state = api::ApiState {
-        node: NodeHandle::new(inbox_tx, REQUEST_TIMEOUT),
+        node,
         log,
         metrics,
         token: api_token.map(Arc::from),

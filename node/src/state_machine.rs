@@ -10,10 +10,14 @@
 //!   context is the term the proposer was in (`term u64`): its records
 //!   are applied only if the leader appended the entry in that term, so a
 //!   proposal lost in an election can be proposed again without being
-//!   stored twice (see the Ready loop's `appends`).
+//!   stored twice (see the Ready loop's `appends`). A Kafka producer's
+//!   batch adds its numbers after the term ([`ProducerBatch::put`]), so
+//!   a batch the client retried is stored once ([`crate::producers`]).
 //! * a snapshot's data is `start u64 | count u64 | (len u32 | bytes) *
-//!   count`: the retained records and the offset of the first, so a
-//!   follower that fell behind the compacted log is rebuilt from it.
+//!   count | producers`: the retained records, the offset of the first
+//!   and the producers' state ([`Producers::put`]; absent in snapshots
+//!   written before it), so a follower that fell behind the compacted log
+//!   is rebuilt from it.
 //!
 //! Like a broker partition, the log keeps the most recent records within
 //! a [`Retention`], in records and in bytes: offsets keep counting, older
@@ -25,6 +29,8 @@
 use std::collections::VecDeque;
 
 use bytes::{Buf, BufMut, Bytes};
+
+use crate::producers::{Admission, ProducerBatch, Producers, SequenceError};
 
 /// Data that does not parse as this module's formats.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -95,9 +101,20 @@ impl Proposal {
         })
     }
 
-    /// The context to propose an entry with while in `term`.
-    pub fn stamp(term: u64) -> Vec<u8> {
-        term.to_be_bytes().to_vec()
+    /// The context to propose an entry with while in `term`, with the
+    /// numbers of the producer batch it carries, if any.
+    pub fn stamp(term: u64, producer: Option<&ProducerBatch>) -> Vec<u8> {
+        let mut context = Vec::with_capacity(8 + ProducerBatch::LEN);
+        context.put_u64(term);
+        if let Some(producer) = producer {
+            producer.put(&mut context);
+        }
+        context
+    }
+
+    /// The producer batch numbers in an entry's context, if any.
+    pub fn producer(context: &[u8]) -> Option<ProducerBatch> {
+        context.get(8..).and_then(ProducerBatch::parse)
     }
 
     /// Whether an entry appended in `term` with `context` has its records
@@ -106,10 +123,12 @@ impl Proposal {
     /// term, always is: every node decides alike, and a committed entry
     /// never stops the node.
     pub fn in_stamped_term(context: &[u8], term: u64) -> bool {
-        match <[u8; 8]>::try_from(context) {
-            Ok(stamp) => u64::from_be_bytes(stamp) == term,
-            Err(_) => true,
-        }
+        let stamp = match context.len() {
+            8 => &context[..8],
+            n if n == 8 + ProducerBatch::LEN => &context[..8],
+            _ => return true,
+        };
+        u64::from_be_bytes(stamp.try_into().expect("8 bytes")) == term
     }
 }
 
@@ -176,8 +195,8 @@ impl Retention {
 /// Invariant: `records` holds the records at offsets `start..start +
 /// records.len()`, the newest of those appended by the entries applied up
 /// to `applied` within `retention`, in log order, and `bytes` is their
-/// total length; the same applied index gives the same offsets and records
-/// on every node. A clone shares the records' bytes.
+/// total length; the same applied index gives the same offsets, records
+/// and producers on every node. A clone shares the records' bytes.
 #[derive(Debug, Clone)]
 pub struct RecordLog {
     start: u64,
@@ -185,6 +204,7 @@ pub struct RecordLog {
     bytes: usize,
     applied: u64,
     retention: Retention,
+    producers: Producers,
 }
 
 impl RecordLog {
@@ -196,6 +216,7 @@ impl RecordLog {
             bytes: 0,
             applied: 0,
             retention,
+            producers: Producers::default(),
         }
     }
 
@@ -208,6 +229,39 @@ impl RecordLog {
         self.trim();
         self.applied = index;
         first
+    }
+
+    /// Appends a Kafka producer's batch at raft index `index`, unless it
+    /// is a retry of a batch already stored; returns the offset of its
+    /// first record either way.
+    ///
+    /// # Errors
+    ///
+    /// The batch is out of sequence or from a fenced epoch; nothing is
+    /// stored.
+    pub fn apply_batch(
+        &mut self,
+        index: u64,
+        producer: &ProducerBatch,
+        records: &[Bytes],
+    ) -> Result<u64, SequenceError> {
+        let admission = self.producers.admit(producer, records.len());
+        match admission {
+            Ok(Admission::Store) => {
+                let offset = self.apply(index, records);
+                self.producers
+                    .stored(producer, records.len(), offset, index);
+                Ok(offset)
+            }
+            Ok(Admission::Duplicate(offset)) => {
+                self.skip(index);
+                Ok(offset)
+            }
+            Err(e) => {
+                self.skip(index);
+                Err(e)
+            }
+        }
     }
 
     fn trim(&mut self) {
@@ -258,6 +312,7 @@ impl RecordLog {
         out.put_u64(self.start);
         out.put_u64(self.records.len() as u64);
         put_records(&mut out, &self.records);
+        self.producers.put(&mut out);
         out
     }
 
@@ -284,6 +339,10 @@ impl RecordLog {
             restored.records = read_records(&mut buf, count, what)?.into();
             restored.bytes = restored.records.iter().map(Bytes::len).sum();
             if buf.has_remaining() {
+                restored.producers =
+                    Producers::parse(&mut buf).map_err(|reason| malformed(what, reason))?;
+            }
+            if buf.has_remaining() {
                 return Err(malformed(
                     what,
                     format!("{} trailing bytes", buf.remaining()),
@@ -302,9 +361,19 @@ mod tests {
 
     #[test]
     fn only_entries_appended_in_their_stamped_term_are_applied() {
-        assert!(Proposal::in_stamped_term(&Proposal::stamp(7), 7));
-        assert!(!Proposal::in_stamped_term(&Proposal::stamp(7), 8));
-        assert!(!Proposal::in_stamped_term(&Proposal::stamp(8), 7));
+        assert!(Proposal::in_stamped_term(&Proposal::stamp(7, None), 7));
+        assert!(!Proposal::in_stamped_term(&Proposal::stamp(7, None), 8));
+        assert!(!Proposal::in_stamped_term(&Proposal::stamp(8, None), 7));
+        let producer = ProducerBatch {
+            id: 4,
+            epoch: 0,
+            first_sequence: 9,
+        };
+        let stamped = Proposal::stamp(7, Some(&producer));
+        assert!(Proposal::in_stamped_term(&stamped, 7));
+        assert!(!Proposal::in_stamped_term(&stamped, 8));
+        assert_eq!(Proposal::producer(&stamped), Some(producer));
+        assert_eq!(Proposal::producer(&Proposal::stamp(7, None)), None);
         assert!(Proposal::in_stamped_term(&[], 7));
         assert!(Proposal::in_stamped_term(&[0; 7], 7));
     }
@@ -372,6 +441,27 @@ mod tests {
         assert_eq!((restored.applied(), restored.end()), (6, 6));
         assert_eq!(restored.read(4, 1), (4, vec![Bytes::new()]));
         assert_eq!(restored.read(9, 5), (6, vec![]));
+    }
+
+    #[test]
+    fn a_retried_batch_is_stored_once_and_snapshots_keep_the_producers() {
+        let mut log = RecordLog::new(keep_records(10));
+        let producer = ProducerBatch {
+            id: 1,
+            epoch: 0,
+            first_sequence: 0,
+        };
+        let records = proposal().records;
+        assert_eq!(log.apply_batch(1, &producer, &records), Ok(0));
+        let mut restored = RecordLog::new(keep_records(10));
+        restored.restore(1, &log.snapshot()).unwrap();
+        for log in [&mut log, &mut restored] {
+            assert_eq!(log.apply_batch(2, &producer, &records), Ok(0));
+            assert_eq!((log.applied(), log.end()), (2, 3));
+        }
+        let mut old_format = RecordLog::new(keep_records(10)).snapshot();
+        old_format.truncate(16);
+        assert!(RecordLog::new(keep_records(10)).restore(1, &old_format).is_ok());
     }
 
     #[test]

@@ -26,6 +26,7 @@ use raft::{RawNode, Storage};
 use super::Reply;
 use crate::handle::{Appended, RequestError};
 use crate::metrics::Metrics;
+use crate::producers::ProducerBatch;
 use crate::state_machine::Proposal;
 
 /// A proposal of this node whose entry has not been applied.
@@ -34,8 +35,8 @@ struct PendingAppend {
     proposed_at: Instant,
     /// The term it was last proposed in.
     stamp: u64,
-    /// Its entry data, kept to propose it again.
-    data: Vec<u8>,
+    /// Its entry data and producer batch, kept to propose it again.
+    data: (Vec<u8>, Option<ProducerBatch>),
 }
 
 /// The appends the loop is holding, by request key.
@@ -52,7 +53,8 @@ pub(super) struct PendingAppends {
 }
 
 impl PendingAppends {
-    /// Proposes `data` under `key`, stamped with the current term, or
+    /// Proposes `data` (with its producer batch, if any) under `key`,
+    /// stamped with the current term, or
     /// refuses it at once with a retryable error when raft drops it (no
     /// leader known, a leadership transfer under way): nothing was
     /// appended then.
@@ -60,11 +62,12 @@ impl PendingAppends {
         &mut self,
         raw: &mut RawNode<S>,
         key: u64,
-        data: Vec<u8>,
+        data: (Vec<u8>, Option<ProducerBatch>),
         reply: Reply<Appended>,
     ) {
         let stamp = raw.raft.term;
-        if raw.propose(Proposal::stamp(stamp), data.clone()).is_err() {
+        let context = Proposal::stamp(stamp, data.1.as_ref());
+        if raw.propose(context, data.0.clone()).is_err() {
             let _ = reply.send(Err(RequestError::NoLeader));
             return;
         }
@@ -83,13 +86,19 @@ impl PendingAppends {
         self.applied_term = self.applied_term.max(term);
     }
 
-    /// This node's proposal `key` was applied at `offset`.
-    pub(super) fn on_applied(&mut self, key: u64, appended: Appended, metrics: &Metrics) {
+    /// This node's proposal `key` was applied: stored where `appended`
+    /// says, or refused by the producers' state.
+    pub(super) fn on_applied(
+        &mut self,
+        key: u64,
+        appended: Result<Appended, RequestError>,
+        metrics: &Metrics,
+    ) {
         if let Some(pending) = self.by_key.remove(&key) {
             metrics
                 .commit_latency_seconds
                 .observe(pending.proposed_at.elapsed().as_secs_f64());
-            let _ = pending.reply.send(Ok(appended));
+            let _ = pending.reply.send(appended);
         }
     }
 
@@ -204,7 +213,7 @@ mod tests {
         let mut raw = leader();
         let mut pending = PendingAppends::default();
         let (reply, answer) = oneshot::channel();
-        pending.propose(&mut raw, 7, b"records".to_vec(), reply);
+        pending.propose(&mut raw, 7, (b"records".to_vec(), None), reply);
         (raw, pending, answer, Metrics::new(1))
     }
 
