@@ -7,8 +7,13 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `POST /v1/append` `{"records": ["a", "b"]}` | replicates the records as one entry; `{"offset": 0, "count": 2}` once applied here |
+//! | `POST /v1/append` `{"records": ["a", "b"]}` | replicates the records as one entry; `{"offset": 0, "count": 2, "index": 9}` once applied here |
 //! | `GET /v1/records?from=0&max=100&linearizable=true` | `{"first": 0, "records": [...], "end": 2}`; linearizable (ReadIndex) unless `linearizable=false` |
+//!
+//! Records are bytes. In JSON they are UTF-8 strings unless the request
+//! says `"encoding": "base64"` (append) or `encoding=base64` (read); a
+//! read in UTF-8 that meets a record that is not UTF-8 (a Kafka client's,
+//! say) is refused, naming its offset, rather than altered.
 //! | `GET /v1/status` | role, leader, term, indexes, membership |
 //! | `POST /v1/membership` `{"op": "add-learner", "id": 4, "addr": "127.0.0.1:7004"}` | `add-learner`, `promote`, `remove` |
 //! | `POST /v1/leader` `{"to": 2}` | at the leader: hands leadership to voter 2; `{"to": 2}` once started |
@@ -28,6 +33,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -55,8 +62,22 @@ pub struct ApiState {
 /// `POST /v1/append`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AppendRequest {
-    /// The records, as UTF-8 strings.
+    /// The records, as `encoding` says.
     pub records: Vec<String>,
+    /// How the records are written.
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+/// How records are written in JSON.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// As UTF-8 text.
+    #[default]
+    Utf8,
+    /// As base64 (standard alphabet, padded): any bytes.
+    Base64,
 }
 
 /// `GET /v1/records` parameters.
@@ -71,6 +92,9 @@ pub struct ReadQuery {
     /// Whether to wait for ReadIndex first.
     #[serde(default = "default_linearizable")]
     pub linearizable: bool,
+    /// How to write the records.
+    #[serde(default)]
+    pub encoding: Encoding,
 }
 
 fn default_max() -> usize {
@@ -185,7 +209,20 @@ async fn append(
     if request.records.is_empty() {
         return Err(bad_request("records must not be empty"));
     }
-    let records = request.records.into_iter().map(Bytes::from).collect();
+    let records = match request.encoding {
+        Encoding::Utf8 => request.records.into_iter().map(Bytes::from).collect(),
+        Encoding::Base64 => request
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                BASE64
+                    .decode(r)
+                    .map(Bytes::from)
+                    .map_err(|e| bad_request(format!("record {i}: {e}")))
+            })
+            .collect::<Result<_, _>>()?,
+    };
     Ok(Json(state.node.append(records).await?))
 }
 
@@ -201,8 +238,19 @@ async fn read(
     let (first, records) = log.read(query.from, query.max.min(MAX_READ_RECORDS));
     let records = records
         .iter()
-        .map(|r| String::from_utf8_lossy(r).into_owned())
-        .collect();
+        .zip(first..)
+        .map(|(r, offset)| match query.encoding {
+            Encoding::Base64 => Ok(BASE64.encode(r)),
+            Encoding::Utf8 => String::from_utf8(r.to_vec()).map_err(|_| {
+                ApiError(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "the record at offset {offset} is not UTF-8: read with encoding=base64"
+                    ),
+                )
+            }),
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Json(ReadResponse {
         first,
         records,

@@ -14,7 +14,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpStream;
 
-use crate::api::{AppendRequest, ReadResponse};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use crate::api::{AppendRequest, Encoding, ReadResponse};
 use crate::handle::{Appended, Membership, MembershipChange, Status};
 use crate::tls::api::ApiCredentials;
 
@@ -178,8 +181,51 @@ impl Client {
     ///
     /// [`ClientError`].
     pub async fn append(&mut self, records: Vec<String>) -> Result<Appended, ClientError> {
-        let body = Self::json(&AppendRequest { records });
+        let body = Self::json(&AppendRequest {
+            records,
+            encoding: Encoding::Utf8,
+        });
         self.call(Method::POST, "/v1/append", body).await
+    }
+
+    /// `POST /v1/append` of any bytes, in base64.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError`].
+    pub async fn append_bytes(&mut self, records: &[Bytes]) -> Result<Appended, ClientError> {
+        let body = Self::json(&AppendRequest {
+            records: records.iter().map(|r| BASE64.encode(r)).collect(),
+            encoding: Encoding::Base64,
+        });
+        self.call(Method::POST, "/v1/append", body).await
+    }
+
+    /// `GET /v1/records` in base64, linearizable: up to `max` records from
+    /// `from` as bytes, with the offset of the first.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError`]; [`ClientError::Status`] for a record the node
+    /// sent as something else than base64.
+    pub async fn read_bytes(
+        &mut self,
+        from: u64,
+        max: usize,
+    ) -> Result<(u64, Vec<Bytes>), ClientError> {
+        let path = format!("/v1/records?from={from}&max={max}&encoding=base64");
+        let page: ReadResponse = self.call(Method::GET, &path, Bytes::new()).await?;
+        let records = page
+            .records
+            .iter()
+            .map(|r| BASE64.decode(r).map(Bytes::from))
+            .collect::<Result<_, _>>()
+            .map_err(|e| ClientError::Status {
+                addr: self.addr,
+                status: StatusCode::OK,
+                body: format!("a record not in base64: {e}"),
+            })?;
+        Ok((page.first, records))
     }
 
     /// `GET /v1/records`.

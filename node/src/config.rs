@@ -325,7 +325,11 @@ impl NodeConfig {
                     kafka.topic
                 ));
             }
-            if kafka.brokers.get(&self.id).is_some_and(|&a| a != kafka.listen) {
+            if kafka
+                .brokers
+                .get(&self.id)
+                .is_some_and(|&a| a != kafka.listen)
+            {
                 return invalid(format!(
                     "the Kafka broker address given for node {} is not its --kafka address {}",
                     self.id, kafka.listen

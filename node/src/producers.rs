@@ -372,7 +372,10 @@ mod tests {
         producers.put(&mut bytes);
         assert_eq!(Producers::parse(&mut bytes.as_slice()), Ok(producers));
         for len in 0..bytes.len() {
-            assert!(Producers::parse(&mut &bytes[..len]).is_err(), "length {len}");
+            assert!(
+                Producers::parse(&mut &bytes[..len]).is_err(),
+                "length {len}"
+            );
         }
         let parsed = ProducerBatch::parse(&{
             let mut out = Vec::new();

@@ -234,7 +234,10 @@ pub async fn run(config: NodeConfig, stop: CancellationToken) -> Result<(), Node
             let plain = TcpListener::bind(kafka.listen)
                 .await
                 .map_err(bind("Kafka address", kafka.listen))?;
-            let tls_client_auth = config.api_tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+            let tls_client_auth = config
+                .api_tls
+                .as_ref()
+                .is_some_and(|t| t.client_ca.is_some());
             if !tls_client_auth && !kafka.listen.ip().is_loopback() {
                 tracing::warn!(
                     "the Kafka listener on {} takes any client: give --api-cert, --api-key and \

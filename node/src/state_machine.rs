@@ -461,7 +461,9 @@ mod tests {
         }
         let mut old_format = RecordLog::new(keep_records(10)).snapshot();
         old_format.truncate(16);
-        assert!(RecordLog::new(keep_records(10)).restore(1, &old_format).is_ok());
+        assert!(RecordLog::new(keep_records(10))
+            .restore(1, &old_format)
+            .is_ok());
     }
 
     #[test]

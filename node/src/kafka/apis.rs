@@ -133,7 +133,9 @@ pub async fn metadata(
                 .with_is_internal(false);
             let error = refused
                 .or((!ours).then_some(ResponseError::UnknownTopicOrPartition))
-                .or(status.is_none().then_some(ResponseError::LeaderNotAvailable));
+                .or(status
+                    .is_none()
+                    .then_some(ResponseError::LeaderNotAvailable));
             match (error, &status) {
                 (None, Some(status)) => response.with_partitions(vec![partition(status)]),
                 (error, _) => response.with_error_code(code(error)),
@@ -149,7 +151,12 @@ pub async fn metadata(
 }
 
 fn partition(status: &Status) -> MetadataResponsePartition {
-    let voters: Vec<BrokerId> = status.membership.voters.iter().map(|&v| broker(v)).collect();
+    let voters: Vec<BrokerId> = status
+        .membership
+        .voters
+        .iter()
+        .map(|&v| broker(v))
+        .collect();
     let partition = MetadataResponsePartition::default()
         .with_partition_index(0)
         .with_leader_epoch(epoch(status))

@@ -70,8 +70,7 @@ pub async fn fetch(
                         return response.with_error_code(ResponseError::OffsetOutOfRange.code());
                     }
                     let max_bytes = usize::try_from(p.partition_max_bytes).unwrap_or(0);
-                    let (first, records) =
-                        log.read(p.fetch_offset as u64, MAX_FETCH_RECORDS);
+                    let (first, records) = log.read(p.fetch_offset as u64, MAX_FETCH_RECORDS);
                     response.with_records(Some(batch(first, &records, max_bytes)))
                 })
                 .collect();

@@ -105,9 +105,12 @@ pub async fn serve(
     }
 }
 
-type ClientStream = Either<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, tokio::net::TcpStream>;
+type ClientStream =
+    Either<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, tokio::net::TcpStream>;
 
-async fn accept(listener: &mut Either<TlsListener, TcpListener>) -> Option<(ClientStream, SocketAddr)> {
+async fn accept(
+    listener: &mut Either<TlsListener, TcpListener>,
+) -> Option<(ClientStream, SocketAddr)> {
     match listener {
         Either::Left(tls) => {
             let (stream, peer) = axum::serve::Listener::accept(tls).await;

@@ -61,7 +61,10 @@ fn check(records: Option<Bytes>) -> Result<Batch, Refusal> {
     let [info] = infos.as_slice() else {
         return refuse(
             ResponseError::InvalidRecord,
-            format!("{} record batches; one per partition and request", infos.len()),
+            format!(
+                "{} record batches; one per partition and request",
+                infos.len()
+            ),
         );
     };
     check_header(info, records.len())?;
@@ -102,7 +105,10 @@ fn check_header(info: &BatchDecodeInfo, len: usize) -> Result<(), Refusal> {
     if info.compression != Compression::None {
         return Err(Refusal(
             ResponseError::UnsupportedCompressionType,
-            format!("{:?} compression; send batches uncompressed", info.compression),
+            format!(
+                "{:?} compression; send batches uncompressed",
+                info.compression
+            ),
         ));
     }
     if info.transactional || info.control {
@@ -217,9 +223,7 @@ async fn propose(
 #[cfg(test)]
 mod tests {
     use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     use super::*;
 
@@ -260,7 +264,10 @@ mod tests {
         let mut second = record(b"\xff\x00");
         second.offset = 1;
         let batch = check(Some(encode(&[record(b"a"), second]))).unwrap();
-        assert_eq!(batch.values, vec![Bytes::from_static(b"a"), Bytes::from_static(b"\xff\x00")]);
+        assert_eq!(
+            batch.values,
+            vec![Bytes::from_static(b"a"), Bytes::from_static(b"\xff\x00")]
+        );
         assert_eq!(
             batch.producer,
             Some(ProducerBatch {
@@ -279,7 +286,10 @@ mod tests {
         assert_eq!(refusal(flipped.into()), ResponseError::CorruptMessage);
         let mut old_format = good.to_vec();
         old_format[16] = 1;
-        assert_eq!(refusal(old_format.into()), ResponseError::UnsupportedForMessageFormat);
+        assert_eq!(
+            refusal(old_format.into()),
+            ResponseError::UnsupportedForMessageFormat
+        );
         let huge = encode(&[record(&vec![0; MAX_BATCH_BYTES])]);
         assert_eq!(refusal(huge), ResponseError::MessageTooLarge);
         let mut keyed = record(b"v");
@@ -287,11 +297,11 @@ mod tests {
         assert_eq!(refusal(encode(&[keyed])), ResponseError::InvalidRecord);
         let two = [good.clone(), good.clone()].concat();
         assert_eq!(refusal(two.into()), ResponseError::InvalidRecord);
-        assert_eq!(refusal(good.slice(..good.len() - 1)), ResponseError::CorruptMessage);
         assert_eq!(
-            check(None).unwrap_err().0,
-            ResponseError::InvalidRecord
+            refusal(good.slice(..good.len() - 1)),
+            ResponseError::CorruptMessage
         );
+        assert_eq!(check(None).unwrap_err().0, ResponseError::InvalidRecord);
     }
 
     #[test]

@@ -93,8 +93,7 @@ pub async fn start(state: &KafkaState, mut frame: Bytes) -> Result<Answer, Close
         }
         ApiKey::Fetch => {
             let request = decode(&mut frame, reply)?;
-            async move { reply.encode(&fetch::fetch(&state, request, refused).await) }
-                .boxed()
+            async move { reply.encode(&fetch::fetch(&state, request, refused).await) }.boxed()
         }
         other => return Err(Close(format!("{other:?} is not served here"))),
     })
@@ -127,12 +126,7 @@ impl Reply {
             .with_correlation_id(self.correlation_id)
             .encode(&mut out, self.api.response_header_version(version))
             .and_then(|()| response.encode(&mut out, version))
-            .map_err(|e| {
-                Close(format!(
-                    "{:?} v{version} response: {e}",
-                    self.api
-                ))
-            })?;
+            .map_err(|e| Close(format!("{:?} v{version} response: {e}", self.api)))?;
         Ok(Some(out))
     }
 }
