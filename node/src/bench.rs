@@ -2,6 +2,12 @@
 //! (or one already running), the crash report's workload: 128 producers,
 //! 256-byte records, each producer with one request outstanding.
 //!
+//! The producers speak HTTP/JSON to the API or Kafka's protocol to the
+//! Kafka listener (`--protocol http,kafka`), one record per request each
+//! way; `kcat` instead runs librdkafka's producer (Debian's `kcat`) over a
+//! fixed number of messages with its default batching, the lean path a
+//! broker's producers take.
+//!
 //! Beside records per second and latency it reports CPU per record: the
 //! user and system time each process (this client, every node it
 //! started) spent in the measured window, from /proc, over the records
@@ -21,6 +27,7 @@ use serde::Serialize;
 use crate::client::Client;
 use crate::cluster::{self, LocalCluster};
 use crate::config::Persistence;
+use crate::kafka::client::{ClientError as KafkaError, KafkaClient};
 use crate::metrics::sample;
 
 /// What to run.
@@ -42,6 +49,34 @@ pub struct BenchOptions {
     pub persist: Persistence,
     /// How the nodes it starts secure their peer connections.
     pub peers: PeerMode,
+    /// What the producers speak.
+    pub protocol: Protocol,
+    /// Messages kcat produces (with [`Protocol::Kcat`]).
+    pub kcat_messages: u64,
+}
+
+/// What the producers speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// JSON over HTTP/1.1 to the API, `POST /v1/append`.
+    Http,
+    /// Kafka Produce (`acks=all`) to the Kafka listener, through the
+    /// node's own `kafka-protocol` client.
+    Kafka,
+    /// kcat (librdkafka) producing `kcat_messages` messages with
+    /// `acks=all` and librdkafka's default batching; no latency.
+    Kcat,
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Http => "http",
+            Protocol::Kafka => "kafka",
+            Protocol::Kcat => "kcat",
+        })
+    }
 }
 
 /// How a started cluster's peers connect.
@@ -88,6 +123,8 @@ pub struct NodeDisk {
 pub struct BenchResult {
     /// Nodes in the cluster.
     pub nodes: usize,
+    /// What the producers spoke.
+    pub protocol: String,
     /// Producers.
     pub producers: usize,
     /// Records per request.
@@ -103,7 +140,8 @@ pub struct BenchResult {
     pub seconds: f64,
     /// Acknowledged records per second.
     pub records_per_s: f64,
-    /// Request latency percentiles, milliseconds.
+    /// Request latency percentiles, milliseconds (NaN for kcat, which
+    /// reports none).
     pub p50_ms: f64,
     /// 99th percentile.
     pub p99_ms: f64,
@@ -181,7 +219,21 @@ pub async fn run_local(
             Some((format!("node {id}{role}"), nodes.pid(id)? as i32))
         })
         .collect();
-    let result = run(nodes.api(leader), &apis, &processes, opts).await;
+    let result = match opts.protocol {
+        Protocol::Http => run(nodes.api(leader), &apis, &processes, opts).await,
+        Protocol::Kafka => {
+            let kafka = nodes
+                .kafka(leader)
+                .expect("plan gives every node a Kafka address");
+            run(kafka, &apis, &processes, opts).await
+        }
+        Protocol::Kcat => {
+            let kafka = nodes
+                .kafka(leader)
+                .expect("plan gives every node a Kafka address");
+            run_kcat(kafka, (leader, nodes.api(leader)), &apis, &processes, opts).await
+        }
+    };
     nodes.stop(Duration::from_secs(5));
     let mut result = result?;
     result.peers = opts.peers.to_string();
@@ -197,6 +249,139 @@ fn cpu_seconds((name, pid): &(String, i32)) -> Result<f64, BenchError> {
             process: name.clone(),
             reason: e.to_string(),
         })
+}
+
+/// CPU seconds this process's waited-for children have used.
+fn children_cpu_seconds() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| {
+        let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        seconds(u.user_time()) + seconds(u.system_time())
+    })
+}
+
+/// kcat produces `opts.kcat_messages` messages of `opts.record_bytes`
+/// (newline included) to `kafka` with `acks=all`, fed on its standard
+/// input; measured from its start until it has flushed and exited. The
+/// leader's log must have grown by every message.
+async fn run_kcat(
+    kafka: SocketAddr,
+    (leader, leader_api): (u64, SocketAddr),
+    nodes: &[(u64, SocketAddr)],
+    processes: &[(String, i32)],
+    opts: &BenchOptions,
+) -> Result<BenchResult, BenchError> {
+    use tokio::io::AsyncWriteExt;
+    let failed = |e: &dyn std::fmt::Display| BenchError::Cluster(format!("kcat: {e}"));
+    let end_before = Client::connect(leader_api).await?.status().await?.records;
+    let before = scrape(nodes).await?;
+    let cpu_before = processes
+        .iter()
+        .map(cpu_seconds)
+        .collect::<Result<Vec<_>, _>>()?;
+    let children_before = children_cpu_seconds();
+    let started = Instant::now();
+    let mut kcat = tokio::process::Command::new("kcat")
+        .args([
+            "-P",
+            "-b",
+            &kafka.to_string(),
+            "-t",
+            crate::config::KafkaConfig::DEFAULT_TOPIC,
+        ])
+        .args(["-p", "0", "-X", "acks=all", "-q"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(&e))?;
+    let mut stdin = kcat.stdin.take().expect("piped");
+    let line_bytes = opts.record_bytes.max(2);
+    let mut chunk = Vec::with_capacity(line_bytes * 4096);
+    for seq in 0..opts.kcat_messages {
+        let mut line = record(0, seq, line_bytes - 1).into_bytes();
+        line.push(b'\n');
+        chunk.extend_from_slice(&line);
+        if chunk.len() >= line_bytes * 4096 {
+            stdin.write_all(&chunk).await.map_err(|e| failed(&e))?;
+            chunk.clear();
+        }
+    }
+    stdin.write_all(&chunk).await.map_err(|e| failed(&e))?;
+    drop(stdin);
+    let status = kcat.wait().await.map_err(|e| failed(&e))?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
+        return Err(failed(&status));
+    }
+    let kcat_cpu = children_cpu_seconds() - children_before;
+    let cpu_after = processes
+        .iter()
+        .map(cpu_seconds)
+        .collect::<Result<Vec<_>, _>>()?;
+    let after = scrape(nodes).await?;
+    let records = Client::connect(leader_api).await?.status().await?.records - end_before;
+    if records != opts.kcat_messages {
+        return Err(failed(&format!(
+            "node {leader} stored {records} of the {} messages",
+            opts.kcat_messages
+        )));
+    }
+    let mut cpu = vec![ProcessCpu {
+        process: "kcat".into(),
+        us_per_record: kcat_cpu * 1e6 / records.max(1) as f64,
+    }];
+    cpu.extend(per_record_cpu(processes, &cpu_before, &cpu_after, records));
+    Ok(BenchResult {
+        nodes: nodes.len(),
+        protocol: Protocol::Kcat.to_string(),
+        producers: 1,
+        batch: 0,
+        persist: opts.persist.to_string(),
+        records,
+        errors: 0,
+        seconds,
+        records_per_s: records as f64 / seconds,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        p999_ms: f64::NAN,
+        disk: disk(&before, &after, seconds),
+        peers: "as started".into(),
+        cpu,
+    })
+}
+
+fn per_record_cpu(
+    processes: &[(String, i32)],
+    before: &[f64],
+    after: &[f64],
+    records: u64,
+) -> Vec<ProcessCpu> {
+    processes
+        .iter()
+        .zip(before.iter().zip(after))
+        .map(|((process, _), (before, after))| ProcessCpu {
+            process: process.clone(),
+            us_per_record: (after - before) * 1e6 / records.max(1) as f64,
+        })
+        .collect()
+}
+
+fn disk(before: &[(u64, (f64, f64))], after: &[(u64, (f64, f64))], seconds: f64) -> Vec<NodeDisk> {
+    before
+        .iter()
+        .zip(after)
+        .map(|((id, b), (_, a))| {
+            let fsyncs = a.0 - b.0;
+            NodeDisk {
+                id: *id,
+                fsyncs_per_s: fsyncs / seconds,
+                entries_per_fsync: if fsyncs > 0.0 {
+                    (a.1 - b.1) / fsyncs
+                } else {
+                    0.0
+                },
+            }
+        })
+        .collect()
 }
 
 /// Measures a running cluster: producers send to `target`; `nodes` are
@@ -263,24 +448,9 @@ pub async fn run(
         errors += outcome.errors;
     }
     let ms = |q| latency.value_at_quantile(q) as f64 / 1000.0;
-    let disk = before
-        .iter()
-        .zip(&after)
-        .map(|((id, b), (_, a))| {
-            let fsyncs = a.0 - b.0;
-            NodeDisk {
-                id: *id,
-                fsyncs_per_s: fsyncs / seconds,
-                entries_per_fsync: if fsyncs > 0.0 {
-                    (a.1 - b.1) / fsyncs
-                } else {
-                    0.0
-                },
-            }
-        })
-        .collect();
     Ok(BenchResult {
         nodes: nodes.len(),
+        protocol: opts.protocol.to_string(),
         producers: opts.producers,
         batch: opts.batch,
         persist: opts.persist.to_string(),
@@ -291,16 +461,9 @@ pub async fn run(
         p50_ms: ms(0.5),
         p99_ms: ms(0.99),
         p999_ms: ms(0.999),
-        disk,
+        disk: disk(&before, &after, seconds),
         peers: "as started".into(),
-        cpu: processes
-            .iter()
-            .zip(cpu_before.iter().zip(&cpu_after))
-            .map(|((process, _), (before, after))| ProcessCpu {
-                process: process.clone(),
-                us_per_record: (after - before) * 1e6 / records.max(1) as f64,
-            })
-            .collect(),
+        cpu: per_record_cpu(&processes, &cpu_before, &cpu_after, records),
     })
 }
 
@@ -350,13 +513,13 @@ async fn produce(
         records: 0,
         errors: 0,
     };
-    let mut client = None;
+    let mut connection = None;
     let mut seq = 0u64;
     while Instant::now() < stop_at {
-        let c = match client.as_mut() {
+        let c = match connection.as_mut() {
             Some(c) => c,
-            None => match Client::connect(target).await {
-                Ok(c) => client.insert(c),
+            None => match Connection::open(opts.protocol, target).await {
+                Ok(c) => connection.insert(c),
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -373,25 +536,64 @@ async fn produce(
         let answer = c.append(records).await;
         let counted = sent >= measure_from && Instant::now() <= stop_at;
         match answer {
-            Ok(appended) if counted => {
-                outcome.records += appended.count;
-                acked.fetch_add(appended.count, Ordering::Relaxed);
+            Ok(count) if counted => {
+                outcome.records += count;
+                acked.fetch_add(count, Ordering::Relaxed);
                 let us = sent.elapsed().as_micros() as u64;
                 outcome.latency_us.saturating_record(us.max(1));
             }
             Ok(_) => {}
-            Err(e) => {
+            Err(keep) => {
                 if counted {
                     outcome.errors += 1;
                 }
-                if e.status().is_none() {
-                    client = None;
+                if !keep {
+                    connection = None;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
     outcome
+}
+
+/// A producer's connection, in the protocol measured.
+enum Connection {
+    Http(Client),
+    Kafka(KafkaClient),
+}
+
+impl Connection {
+    async fn open(protocol: Protocol, target: SocketAddr) -> Result<Connection, BenchError> {
+        match protocol {
+            Protocol::Http => Ok(Connection::Http(Client::connect(target).await?)),
+            Protocol::Kafka | Protocol::Kcat => KafkaClient::connect(target)
+                .await
+                .map(Connection::Kafka)
+                .map_err(|e| BenchError::Cluster(e.to_string())),
+        }
+    }
+
+    /// Sends `records` as one request: how many were acknowledged, or
+    /// whether the connection is still good after the failure.
+    async fn append(&mut self, records: Vec<String>) -> Result<u64, bool> {
+        match self {
+            Connection::Http(client) => client
+                .append(records)
+                .await
+                .map(|appended| appended.count)
+                .map_err(|e| e.status().is_some()),
+            Connection::Kafka(client) => {
+                let values: Vec<bytes::Bytes> = records.into_iter().map(Into::into).collect();
+                let count = values.len() as u64;
+                client
+                    .produce(crate::config::KafkaConfig::DEFAULT_TOPIC, &values, None)
+                    .await
+                    .map(|_| count)
+                    .map_err(|e| matches!(e, KafkaError::Refused(_)))
+            }
+        }
+    }
 }
 
 /// A record of exactly `bytes` bytes naming its producer and sequence.
@@ -407,8 +609,8 @@ fn record(producer: usize, seq: u64, bytes: usize) -> String {
 /// The table `raft-node bench` prints, with the 3-to-1 ratio when both ran.
 pub fn render(results: &[BenchResult]) -> String {
     let mut out = String::from(
-        "| nodes | peers | persist | batch | records/s | p50 ms | p99 ms | p99.9 ms | errors | fsyncs/s per node | entries per fsync per node | CPU µs/record | per process |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| nodes | protocol | peers | persist | batch | records/s | p50 ms | p99 ms | p99.9 ms | errors | fsyncs/s per node | entries per fsync per node | CPU µs/record | per process |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let fsyncs: Vec<String> = r
@@ -426,16 +628,24 @@ pub fn render(results: &[BenchResult]) -> String {
             .iter()
             .map(|c| format!("{} {:.1}", c.process, c.us_per_record))
             .collect();
+        let ms = |v: f64| {
+            if v.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{v:.2}")
+            }
+        };
         out += &format!(
-            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
             r.nodes,
+            r.protocol,
             r.peers,
             r.persist,
             r.batch,
             r.records_per_s,
-            r.p50_ms,
-            r.p99_ms,
-            r.p999_ms,
+            ms(r.p50_ms),
+            ms(r.p99_ms),
+            ms(r.p999_ms),
             r.errors,
             fsyncs.join(" / "),
             per.join(" / "),
@@ -445,11 +655,16 @@ pub fn render(results: &[BenchResult]) -> String {
     }
     for r in results.iter().filter(|r| r.nodes > 1) {
         if let Some(single) = results.iter().find(|s| {
-            s.nodes == 1 && s.batch == r.batch && s.persist == r.persist && s.peers == r.peers
+            s.nodes == 1
+                && s.protocol == r.protocol
+                && s.batch == r.batch
+                && s.persist == r.persist
+                && s.peers == r.peers
         }) {
             out += &format!(
-                "\n{} nodes / 1 node ({} peers, {}, batch {}): {:.2}",
+                "\n{} nodes / 1 node ({}, {} peers, {}, batch {}): {:.2}",
                 r.nodes,
+                r.protocol,
                 r.peers,
                 r.persist,
                 r.batch,
@@ -459,7 +674,11 @@ pub fn render(results: &[BenchResult]) -> String {
     }
     for r in results.iter().filter(|r| r.persist == "async") {
         if let Some(sync) = results.iter().find(|s| {
-            s.nodes == r.nodes && s.batch == r.batch && s.persist == "sync" && s.peers == r.peers
+            s.nodes == r.nodes
+                && s.protocol == r.protocol
+                && s.batch == r.batch
+                && s.persist == "sync"
+                && s.peers == r.peers
         }) {
             out += &format!(
                 "\nasync / sync ({} nodes, batch {}): {:.2}",
@@ -472,6 +691,7 @@ pub fn render(results: &[BenchResult]) -> String {
     for r in results.iter().filter(|r| r.peers == "tls") {
         if let Some(plain) = results.iter().find(|s| {
             s.nodes == r.nodes
+                && s.protocol == r.protocol
                 && s.batch == r.batch
                 && s.persist == r.persist
                 && s.peers == "insecure"
@@ -482,6 +702,22 @@ pub fn render(results: &[BenchResult]) -> String {
                 r.persist,
                 r.records_per_s / plain.records_per_s,
                 r.cpu_us_per_record() - plain.cpu_us_per_record()
+            );
+        }
+    }
+    for r in results.iter().filter(|r| r.protocol != "http") {
+        if let Some(http) = results.iter().find(|s| {
+            s.nodes == r.nodes
+                && s.protocol == "http"
+                && s.persist == r.persist
+                && s.peers == r.peers
+        }) {
+            out += &format!(
+                "\n{} / http ({} nodes): {:.2} of the records/s, {:+.1} µs of CPU per record",
+                r.protocol,
+                r.nodes,
+                r.records_per_s / http.records_per_s,
+                r.cpu_us_per_record() - http.cpu_us_per_record()
             );
         }
     }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use raft_node::bench::{BenchOptions, PeerMode};
+use raft_node::bench::{BenchOptions, PeerMode, Protocol};
 use raft_node::client::Client;
 use raft_node::cluster::{self, LocalCluster};
 use raft_node::config::{parse_peer, KafkaConfig, NodeConfig, Persistence};
@@ -104,6 +104,14 @@ struct BenchArgs {
     /// costs).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "tls")]
     peers: Vec<PeerMode>,
+    /// What the producers speak, measured one after the other for each
+    /// cluster size: `http`, `kafka`, and `kcat` (librdkafka's producer
+    /// with its default batching, over --kcat-messages messages).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "http")]
+    protocol: Vec<Protocol>,
+    /// Messages kcat produces.
+    #[arg(long, default_value_t = 1_000_000)]
+    kcat_messages: u64,
     /// Bytes per record.
     #[arg(long, default_value_t = 256)]
     record_bytes: usize,
@@ -481,9 +489,14 @@ async fn bench(args: BenchArgs) -> Result<(), AnyError> {
         progress: !args.json,
         persist: Persistence::default(),
         peers: PeerMode::Tls,
+        protocol: Protocol::Http,
+        kcat_messages: args.kcat_messages,
     };
     let mut results = Vec::new();
     if let Some(target) = args.target {
+        if args.protocol != [Protocol::Http] {
+            return Err("--target measures a running cluster's API over HTTP only".into());
+        }
         let status = Client::connect(target).await?.status().await?;
         eprintln!(
             "measuring the running cluster at {target}; fsyncs are counted at node {} only",
@@ -498,20 +511,24 @@ async fn bench(args: BenchArgs) -> Result<(), AnyError> {
         for persist in args.persist {
             for &n in &args.nodes {
                 for &peers in &args.peers {
-                    let opts = BenchOptions {
-                        persist,
-                        peers,
-                        ..opts.clone()
-                    };
-                    eprintln!(
-                        "{n} node(s), persist {persist}, {peers} peers: {} producers, batch {}, {} s",
-                        opts.producers, opts.batch, opts.seconds
-                    );
-                    let dir = root.join(format!("bench-{n}-nodes-{persist}-{peers}"));
-                    results.push(
-                        raft_node::bench::run_local(&std::env::current_exe()?, n, &dir, &opts)
-                            .await?,
-                    );
+                    for &protocol in &args.protocol {
+                        let opts = BenchOptions {
+                            persist,
+                            peers,
+                            protocol,
+                            ..opts.clone()
+                        };
+                        eprintln!(
+                            "{n} node(s), {protocol}, persist {persist}, {peers} peers: {} producers, batch {}, {} s",
+                            opts.producers, opts.batch, opts.seconds
+                        );
+                        let dir =
+                            root.join(format!("bench-{n}-nodes-{persist}-{peers}-{protocol}"));
+                        results.push(
+                            raft_node::bench::run_local(&std::env::current_exe()?, n, &dir, &opts)
+                                .await?,
+                        );
+                    }
                 }
             }
         }

@@ -5,7 +5,6 @@
 use std::ops::RangeInclusive;
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -13,9 +12,9 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, ProducerId, TopicName,
+    ApiKey, ApiVersionsResponse, BrokerId, FindCoordinatorResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -88,7 +87,6 @@ pub async fn metadata(
     state: &KafkaState,
     request: MetadataRequest,
     version: i16,
-    refused: Option<ResponseError>,
 ) -> MetadataResponse {
     let topic = state.config.topic.as_str();
     // Version 0 asks for every topic with an empty list, later ones with
@@ -131,8 +129,8 @@ pub async fn metadata(
             let response = MetadataResponseTopic::default()
                 .with_name(name.map(|n| topic_name(&n)))
                 .with_is_internal(false);
-            let error = refused
-                .or((!ours).then_some(ResponseError::UnknownTopicOrPartition))
+            let error = (!ours)
+                .then_some(ResponseError::UnknownTopicOrPartition)
                 .or(status
                     .is_none()
                     .then_some(ResponseError::LeaderNotAvailable));
@@ -177,15 +175,10 @@ fn partition(status: &Status) -> MetadataResponsePartition {
 pub async fn init_producer_id(
     state: &KafkaState,
     request: InitProducerIdRequest,
-    refused: Option<ResponseError>,
 ) -> InitProducerIdResponse {
-    let refused = refused.or(request
-        .transactional_id
-        .is_some()
-        .then_some(ResponseError::CoordinatorNotAvailable));
     let response = InitProducerIdResponse::default().with_producer_epoch(-1);
-    if let Some(error) = refused {
-        return response.with_error_code(error.code());
+    if request.transactional_id.is_some() {
+        return response.with_error_code(ResponseError::CoordinatorNotAvailable.code());
     }
     match state.node.append_from(Vec::new(), Origin::default()).await {
         Ok(appended) => response
@@ -221,7 +214,6 @@ pub async fn list_offsets(
     state: &KafkaState,
     request: ListOffsetsRequest,
     version: i16,
-    refused: Option<ResponseError>,
 ) -> ListOffsetsResponse {
     let status = state.node.status().await.ok();
     let not_leader = match &status {
@@ -242,8 +234,8 @@ pub async fn list_offsets(
                 .into_iter()
                 .map(|p| {
                     let known = ours && p.partition_index == 0;
-                    let error = refused
-                        .or((!known).then_some(ResponseError::UnknownTopicOrPartition))
+                    let error = (!known)
+                        .then_some(ResponseError::UnknownTopicOrPartition)
                         .or(not_leader);
                     let response = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
@@ -271,34 +263,18 @@ pub async fn list_offsets(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// FindCoordinator, which consumer groups and transactions start with:
-/// no node coordinates either, so the answer is `COORDINATOR_NOT_AVAILABLE`
-/// with the reason. FindCoordinator is not advertised; a client that asks
-/// anyway learns why its group or transaction cannot start.
-pub fn find_coordinator(request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
-    let error = ResponseError::CoordinatorNotAvailable.code();
-    let why = Some(StrBytes::from_static_str(
-        "raft-node serves no consumer groups or transactions: assign partition 0 and keep offsets in the client",
-    ));
-    let response = FindCoordinatorResponse::default().with_node_id(BrokerId(-1));
-    if version < 4 {
-        return response
-            .with_error_code(error)
-            .with_error_message(why)
-            .with_port(-1);
-    }
-    FindCoordinatorResponse::default().with_coordinators(
-        request
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                Coordinator::default()
-                    .with_key(key)
-                    .with_node_id(BrokerId(-1))
-                    .with_port(-1)
-                    .with_error_code(error)
-                    .with_error_message(why.clone())
-            })
-            .collect(),
-    )
+/// FindCoordinator (versions 0-3), which consumer groups and
+/// transactions start with: no node coordinates either, so the answer is
+/// `COORDINATOR_NOT_AVAILABLE` with the reason. FindCoordinator is not
+/// advertised; a client that asks anyway learns why its group or
+/// transaction cannot start.
+pub fn find_coordinator() -> FindCoordinatorResponse {
+    FindCoordinatorResponse::default()
+        .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+        .with_error_message(Some(StrBytes::from_static_str(
+            "raft-node serves no consumer groups or transactions: assign partition 0 \
+             and keep offsets in the client",
+        )))
+        .with_node_id(BrokerId(-1))
+        .with_port(-1)
 }

@@ -178,7 +178,10 @@ pub fn record_batch(
             producer_epoch: producer.map_or(-1, |p| p.epoch),
             timestamp_type: TimestampType::Creation,
             offset,
-            sequence: producer.map_or(-1, |p| p.first_sequence.wrapping_add(offset as i32)),
+            // Without a producer the batch's base sequence is -1.
+            sequence: producer.map_or(offset as i32 - 1, |p| {
+                p.first_sequence.wrapping_add(offset as i32)
+            }),
             timestamp: 0,
             key: None,
             value: Some(value.clone()),

@@ -24,16 +24,11 @@ const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Answers `request`: records from each partition's fetch offset, waiting
 /// up to the request's `max_wait_ms` while there are none yet.
-pub async fn fetch(
-    state: &KafkaState,
-    request: FetchRequest,
-    refused: Option<ResponseError>,
-) -> FetchResponse {
+pub async fn fetch(state: &KafkaState, request: FetchRequest) -> FetchResponse {
     let leads = matches!(state.node.status().await, Ok(s) if s.leader == state.id);
     let error_for = |topic: &str, partition: i32| {
-        refused
-            .or((topic != state.config.topic || partition != 0)
-                .then_some(ResponseError::UnknownTopicOrPartition))
+        (topic != state.config.topic || partition != 0)
+            .then_some(ResponseError::UnknownTopicOrPartition)
             .or((!leads).then_some(ResponseError::NotLeaderOrFollower))
     };
     let waits_for = request
@@ -119,7 +114,9 @@ fn batch(first: u64, records: &[Bytes], max_bytes: usize) -> Bytes {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset,
-            sequence: -1,
+            // No producer: the batch's base sequence is -1; the encoder
+            // keeps records in one batch while offset minus sequence holds.
+            sequence: (offset - first as i64) as i32 - 1,
             timestamp: NO_TIMESTAMP,
             key: None,
             value: Some(value.clone()),

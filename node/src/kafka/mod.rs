@@ -24,6 +24,7 @@
 //! order.
 
 mod apis;
+mod bounds;
 pub mod client;
 mod fetch;
 mod produce;

@@ -16,7 +16,7 @@ use kafka_protocol::records::{BatchDecodeInfo, Compression, RecordBatchDecoder};
 use kafka_protocol::ResponseError;
 
 use super::apis::request_error;
-use super::{KafkaState, MAX_BATCH_BYTES};
+use super::{bounds, KafkaState, MAX_BATCH_BYTES};
 use crate::handle::Origin;
 use crate::producers::ProducerBatch;
 
@@ -68,6 +68,8 @@ fn check(records: Option<Bytes>) -> Result<Batch, Refusal> {
         );
     };
     check_header(info, records.len())?;
+    bounds::check_records(&records[BATCH_HEADER_BYTES..], info.record_count as usize)
+        .map_err(|e| Refusal(ResponseError::CorruptMessage, e.to_string()))?;
     let set = RecordBatchDecoder::decode(&mut records.clone())
         .map_err(|e| Refusal(ResponseError::CorruptMessage, e.to_string()))?;
     let mut values = Vec::with_capacity(set.records.len());
@@ -128,11 +130,10 @@ type PartitionAnswer = BoxFuture<'static, PartitionProduceResponse>;
 pub async fn start(
     state: &KafkaState,
     request: ProduceRequest,
-    refused: Option<ResponseError>,
 ) -> BoxFuture<'static, Option<ProduceResponse>> {
     let acks = request.acks;
-    let refused = refused
-        .or((!matches!(acks, -1..=1)).then_some(ResponseError::InvalidRequiredAcks))
+    let refused = (!matches!(acks, -1..=1))
+        .then_some(ResponseError::InvalidRequiredAcks)
         .or(request
             .transactional_id
             .is_some()
@@ -263,6 +264,7 @@ mod tests {
     fn a_plain_batch_is_taken_with_its_producer_numbers() {
         let mut second = record(b"\xff\x00");
         second.offset = 1;
+        second.sequence = 5;
         let batch = check(Some(encode(&[record(b"a"), second]))).unwrap();
         assert_eq!(
             batch.values,

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::ResponseError;
 
-use super::{apis, fetch, produce, KafkaState};
+use super::{apis, bounds, fetch, produce, KafkaState};
 
 /// Why a connection is closed: a frame that is not a request this node
 /// can answer. Kafka brokers close the connection then too.
@@ -43,46 +43,47 @@ pub async fn start(state: &KafkaState, mut frame: Bytes) -> Result<Answer, Close
         version,
         correlation_id: header.correlation_id,
     };
-    let refused = match apis::served(api) {
-        Some(range) if range.contains(&version) => None,
-        Some(_) => Some(ResponseError::UnsupportedVersion),
-        None => None,
-    };
+    let served = apis::served(api).is_some_and(|range| range.contains(&version))
+        // Not advertised: answered so that a client learns why its group
+        // or transaction cannot start. Versions 4 and later carry an array.
+        || (api == ApiKey::FindCoordinator && version <= 3);
+    if api == ApiKey::ApiVersions && !served {
+        // A version this node does not know is refused at version 0,
+        // which every client reads (KIP-511).
+        let reply = Reply {
+            version: 0,
+            ..reply
+        };
+        return Ok(ready(reply.encode(&apis::api_versions(Some(
+            ResponseError::UnsupportedVersion,
+        )))));
+    }
+    if !served {
+        // Kafka brokers close the connection too: the client did not
+        // negotiate this version, and its body is not decoded.
+        return Err(Close(format!("{api:?} v{version} is not served")));
+    }
+    bounds::check(api, version, &frame)
+        .map_err(|e| Close(format!("{api:?} v{version} request: {e}")))?;
     let state = state.clone();
     Ok(match api {
-        ApiKey::ApiVersions => {
-            // A version this node does not know is refused at version 0,
-            // which every client reads (KIP-511).
-            let reply = Reply {
-                version: if refused.is_some() { 0 } else { version },
-                ..reply
-            };
-            ready(reply.encode(&apis::api_versions(refused)))
-        }
+        ApiKey::ApiVersions => ready(reply.encode(&apis::api_versions(None))),
         ApiKey::Metadata => {
             let request = decode(&mut frame, reply)?;
-            async move { reply.encode(&apis::metadata(&state, request, version, refused).await) }
-                .boxed()
+            async move { reply.encode(&apis::metadata(&state, request, version).await) }.boxed()
         }
         ApiKey::InitProducerId => {
             let request = decode(&mut frame, reply)?;
-            async move { reply.encode(&apis::init_producer_id(&state, request, refused).await) }
-                .boxed()
+            async move { reply.encode(&apis::init_producer_id(&state, request).await) }.boxed()
         }
         ApiKey::ListOffsets => {
             let request = decode(&mut frame, reply)?;
-            async move {
-                reply.encode(&apis::list_offsets(&state, request, version, refused).await)
-            }
-            .boxed()
+            async move { reply.encode(&apis::list_offsets(&state, request, version).await) }.boxed()
         }
-        ApiKey::FindCoordinator => {
-            let request = decode(&mut frame, reply)?;
-            ready(reply.encode(&apis::find_coordinator(request, version)))
-        }
+        ApiKey::FindCoordinator => ready(reply.encode(&apis::find_coordinator())),
         ApiKey::Produce => {
             let request = decode(&mut frame, reply)?;
-            let answer = produce::start(&state, request, refused).await;
+            let answer = produce::start(&state, request).await;
             async move {
                 match answer.await {
                     Some(response) => reply.encode(&response),
@@ -93,7 +94,7 @@ pub async fn start(state: &KafkaState, mut frame: Bytes) -> Result<Answer, Close
         }
         ApiKey::Fetch => {
             let request = decode(&mut frame, reply)?;
-            async move { reply.encode(&fetch::fetch(&state, request, refused).await) }.boxed()
+            async move { reply.encode(&fetch::fetch(&state, request).await) }.boxed()
         }
         other => return Err(Close(format!("{other:?} is not served here"))),
     })
