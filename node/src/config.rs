@@ -522,6 +522,31 @@ mod tests {
     }
 
     #[test]
+    fn the_kafka_table_parses_and_a_token_without_client_certificates_is_refused() {
+        let mut c = three();
+        let text =
+            "[kafka]\nlisten = \"127.0.0.1:9092\"\n[kafka.brokers]\n3 = \"127.0.0.1:9093\"\n";
+        let with_kafka = format!("{}{text}", toml::to_string(&c).unwrap());
+        let parsed: NodeConfig = toml::from_str(&with_kafka).unwrap();
+        let kafka = parsed.kafka.clone().unwrap();
+        assert_eq!(kafka.topic, KafkaConfig::DEFAULT_TOPIC);
+        assert_eq!(kafka.brokers.len(), 1);
+        assert!(parsed.check().is_ok());
+        c.kafka = Some(kafka);
+        c.api_token_file = Some("token".into());
+        let refused = c.check().unwrap_err().to_string();
+        assert!(refused.contains("--api-client-ca"), "{refused}");
+        c.kafka
+            .as_mut()
+            .unwrap()
+            .brokers
+            .insert(2, "127.0.0.1:1".parse().unwrap());
+        c.api_token_file = None;
+        let refused = c.check().unwrap_err().to_string();
+        assert!(refused.contains("not its --kafka address"), "{refused}");
+    }
+
+    #[test]
     fn peer_flags_parse_or_say_why_not() {
         assert_eq!(parse_peer("3=127.0.0.1:9").unwrap().0, 3);
         assert!(parse_peer("3:127.0.0.1:9")

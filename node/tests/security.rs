@@ -643,5 +643,51 @@ async fn the_api_refuses_requests_without_the_credentials_it_requires() {
     let mut client = nodes.client(1).await.unwrap();
     client.append(vec!["authorized".into()]).await.unwrap();
     assert_eq!(client.read_all().await.unwrap().1, vec!["authorized"]);
+
+    // The Kafka listener takes the API's TLS and client certificates:
+    // kcat with the operator's certificate produces; without one, or in
+    // plain TCP, it gets no metadata.
+    let kafka = nodes.kafka(1).unwrap().to_string();
+    // `tls`: plain TCP (None), or TLS with or without a client certificate.
+    let kcat = |args: &[String], tls: Option<Option<&TlsFiles>>, stdin: &str| {
+        let mut command = std::process::Command::new("kcat");
+        command.args(["-b", &kafka, "-m", "5"]).args(args);
+        if let Some(certificate) = tls {
+            command.args([
+                "-X".into(),
+                "security.protocol=ssl".into(),
+                "-X".into(),
+                format!("ssl.ca.location={}", peer.ca.display()),
+            ]);
+            if let Some(files) = certificate {
+                command.args([
+                    "-X".into(),
+                    format!("ssl.certificate.location={}", files.cert.display()),
+                    "-X".into(),
+                    format!("ssl.key.location={}", files.key.display()),
+                ]);
+            }
+        }
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("kcat (`.ci/run` installs it)");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+        child.wait().unwrap().success()
+    };
+    let produce: Vec<String> = ["-P", "-t", "records", "-p", "0", "-X", "acks=all"]
+        .map(String::from)
+        .to_vec();
+    assert!(kcat(&produce, Some(Some(&operator)), "over-tls\n"));
+    assert_eq!(
+        client.read_all().await.unwrap().1,
+        vec!["authorized", "over-tls"]
+    );
+    let metadata = ["-L".to_string()];
+    assert!(kcat(&metadata, Some(Some(&operator)), ""));
+    assert!(!kcat(&metadata, None, ""), "plain TCP");
+    assert!(!kcat(&metadata, Some(None), ""), "no client certificate");
     nodes.stop(Duration::from_secs(5));
 }
