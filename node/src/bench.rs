@@ -606,6 +606,28 @@ fn record(producer: usize, seq: u64, bytes: usize) -> String {
     r
 }
 
+/// What a result was measured with, to find the one to compare it with.
+#[derive(PartialEq, Eq)]
+struct Key<'a> {
+    nodes: usize,
+    protocol: &'a str,
+    batch: usize,
+    persist: &'a str,
+    peers: &'a str,
+}
+
+impl Key<'_> {
+    fn of(r: &BenchResult) -> Key<'_> {
+        Key {
+            nodes: r.nodes,
+            protocol: &r.protocol,
+            batch: r.batch,
+            persist: &r.persist,
+            peers: &r.peers,
+        }
+    }
+}
+
 /// The table `raft-node bench` prints, with the 3-to-1 ratio when both ran.
 pub fn render(results: &[BenchResult]) -> String {
     let mut out = String::from(
@@ -653,14 +675,14 @@ pub fn render(results: &[BenchResult]) -> String {
             cpu.join(", ")
         );
     }
+    // The result measured as `r` was, but for what `change` sets.
+    let like = |r: &BenchResult, change: &dyn Fn(&mut Key)| {
+        let mut key = Key::of(r);
+        change(&mut key);
+        results.iter().find(|s| Key::of(s) == key)
+    };
     for r in results.iter().filter(|r| r.nodes > 1) {
-        if let Some(single) = results.iter().find(|s| {
-            s.nodes == 1
-                && s.protocol == r.protocol
-                && s.batch == r.batch
-                && s.persist == r.persist
-                && s.peers == r.peers
-        }) {
+        if let Some(single) = like(r, &|k| k.nodes = 1) {
             out += &format!(
                 "\n{} nodes / 1 node ({}, {} peers, {}, batch {}): {:.2}",
                 r.nodes,
@@ -673,13 +695,7 @@ pub fn render(results: &[BenchResult]) -> String {
         }
     }
     for r in results.iter().filter(|r| r.persist == "async") {
-        if let Some(sync) = results.iter().find(|s| {
-            s.nodes == r.nodes
-                && s.protocol == r.protocol
-                && s.batch == r.batch
-                && s.persist == "sync"
-                && s.peers == r.peers
-        }) {
+        if let Some(sync) = like(r, &|k| k.persist = "sync") {
             out += &format!(
                 "\nasync / sync ({} nodes, batch {}): {:.2}",
                 r.nodes,
@@ -688,36 +704,38 @@ pub fn render(results: &[BenchResult]) -> String {
             );
         }
     }
+    let per_record = |what: String, r: &BenchResult, base: &BenchResult| {
+        format!(
+            "\n{what}: {:.2} of the records/s, {:+.1} µs of CPU per record",
+            r.records_per_s / base.records_per_s,
+            r.cpu_us_per_record() - base.cpu_us_per_record()
+        )
+    };
     for r in results.iter().filter(|r| r.peers == "tls") {
-        if let Some(plain) = results.iter().find(|s| {
-            s.nodes == r.nodes
-                && s.protocol == r.protocol
-                && s.batch == r.batch
-                && s.persist == r.persist
-                && s.peers == "insecure"
-        }) {
-            out += &format!(
-                "\nTLS / insecure peers ({} nodes, {}): {:.2} of the records/s, {:+.1} µs of CPU per record",
-                r.nodes,
-                r.persist,
-                r.records_per_s / plain.records_per_s,
-                r.cpu_us_per_record() - plain.cpu_us_per_record()
+        if let Some(plain) = like(r, &|k| k.peers = "insecure") {
+            out += &per_record(
+                format!("TLS / insecure peers ({} nodes, {})", r.nodes, r.persist),
+                r,
+                plain,
             );
         }
     }
     for r in results.iter().filter(|r| r.protocol != "http") {
+        // kcat batches on its own: compare with HTTP at any batch size.
         if let Some(http) = results.iter().find(|s| {
-            s.nodes == r.nodes
-                && s.protocol == "http"
-                && s.persist == r.persist
-                && s.peers == r.peers
+            Key {
+                batch: 0,
+                ..Key::of(s)
+            } == Key {
+                protocol: "http",
+                batch: 0,
+                ..Key::of(r)
+            }
         }) {
-            out += &format!(
-                "\n{} / http ({} nodes): {:.2} of the records/s, {:+.1} µs of CPU per record",
-                r.protocol,
-                r.nodes,
-                r.records_per_s / http.records_per_s,
-                r.cpu_us_per_record() - http.cpu_us_per_record()
+            out += &per_record(
+                format!("{} / http ({} nodes)", r.protocol, r.nodes),
+                r,
+                http,
             );
         }
     }
@@ -728,6 +746,56 @@ pub fn render(results: &[BenchResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn result(nodes: usize, protocol: &str, batch: usize, records_per_s: f64) -> BenchResult {
+        BenchResult {
+            nodes,
+            protocol: protocol.into(),
+            producers: 128,
+            batch,
+            persist: "async".into(),
+            records: 0,
+            errors: 0,
+            seconds: 1.0,
+            records_per_s,
+            p50_ms: f64::NAN,
+            p99_ms: 1.0,
+            p999_ms: 2.0,
+            disk: Vec::new(),
+            peers: "tls".into(),
+            cpu: vec![ProcessCpu {
+                process: "client".into(),
+                us_per_record: records_per_s / 1000.0,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_table_pairs_each_result_with_its_counterparts() {
+        let table = render(&[
+            result(1, "http", 1, 10_000.0),
+            result(3, "http", 1, 5_000.0),
+            result(3, "kafka", 1, 6_000.0),
+            result(3, "kcat", 0, 50_000.0),
+        ]);
+        assert!(
+            table.contains("| 3 | kcat | tls | async | 0 | 50000 | - | 1.00 | 2.00 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("3 nodes / 1 node (http, tls peers, async, batch 1): 0.50"),
+            "{table}"
+        );
+        assert!(
+            table.contains("kafka / http (3 nodes): 1.20 of the records/s, +1.0 µs"),
+            "{table}"
+        );
+        assert!(
+            table.contains("kcat / http (3 nodes): 10.00 of the records/s, +45.0 µs"),
+            "{table}"
+        );
+        assert!(!table.contains("kafka / http (1 nodes)"), "{table}");
+    }
 
     #[test]
     fn records_have_the_asked_size_and_are_unique() {

@@ -107,14 +107,20 @@ async fn log_of(api: SocketAddr) -> Vec<String> {
     log
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_crash_report_test_plan_with_kafka_python_and_kcat() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut nodes = LocalCluster::start(binary(), cluster::plan(3, dir.path()).unwrap()).unwrap();
+/// Three nodes started under `dir`, and their leader.
+async fn three_nodes(dir: &Path) -> (LocalCluster, u64) {
+    let mut nodes = LocalCluster::start(binary(), cluster::plan(3, dir).unwrap()).unwrap();
     let leader = nodes
         .wait_for_leader(Duration::from_secs(20))
         .await
         .unwrap();
+    (nodes, leader)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crash_report_test_plan_with_kafka_python_and_kcat() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, leader) = three_nodes(dir.path()).await;
 
     // Test 1: kafka-python sees the three brokers and the partition leader.
     #[derive(Deserialize)]
@@ -211,11 +217,7 @@ fn refusal(result: Result<u64, ClientError>) -> ResponseError {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_batch_is_stored_once_even_at_a_new_leader() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = LocalCluster::start(binary(), cluster::plan(3, dir.path()).unwrap()).unwrap();
-    let leader = nodes
-        .wait_for_leader(Duration::from_secs(20))
-        .await
-        .unwrap();
+    let (mut nodes, leader) = three_nodes(dir.path()).await;
     let mut client = kafka_client(&nodes, leader).await;
     let init = client
         .send(
@@ -289,11 +291,7 @@ async fn a_retried_batch_is_stored_once_even_at_a_new_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_kafka_input_is_refused_with_kafka_errors_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = LocalCluster::start(binary(), cluster::plan(3, dir.path()).unwrap()).unwrap();
-    let leader = nodes
-        .wait_for_leader(Duration::from_secs(20))
-        .await
-        .unwrap();
+    let (mut nodes, leader) = three_nodes(dir.path()).await;
     let follower = nodes.ids().into_iter().find(|&id| id != leader).unwrap();
     let mut client = kafka_client(&nodes, leader).await;
     let value = [Bytes::from_static(b"\x00\xffnot utf-8")];
