@@ -325,6 +325,13 @@ impl NodeConfig {
                     kafka.topic
                 ));
             }
+            if kafka.listen.ip().is_unspecified() {
+                return invalid(format!(
+                    "the Kafka listener {} must name an address clients reach: Metadata \
+                     advertises it to them",
+                    kafka.listen
+                ));
+            }
             if kafka
                 .brokers
                 .get(&self.id)
@@ -544,6 +551,10 @@ mod tests {
         c.api_token_file = None;
         let refused = c.check().unwrap_err().to_string();
         assert!(refused.contains("not its --kafka address"), "{refused}");
+        c.kafka.as_mut().unwrap().brokers.clear();
+        c.kafka.as_mut().unwrap().listen = "0.0.0.0:9092".parse().unwrap();
+        let refused = c.check().unwrap_err().to_string();
+        assert!(refused.contains("clients reach"), "{refused}");
     }
 
     #[test]

@@ -124,13 +124,19 @@ struct Producer {
 ///
 /// Invariant: each producer's `batches` are the last (at most
 /// [`BATCHES_REMEMBERED`]) stored in its current epoch, in order; at most
-/// [`PRODUCERS_REMEMBERED`] producers are kept.
+/// [`PRODUCERS_REMEMBERED`] producers are kept; `by_recency` maps each
+/// producer's `last_index` to its id (one entry holds one batch, so no
+/// two producers share one).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Producers {
     by_id: BTreeMap<i64, Producer>,
+    by_recency: BTreeMap<u64, i64>,
 }
 
 impl Producers {
+    /// The most bytes [`Producers::put`] writes.
+    pub const MAX_BYTES: usize = 4 + PRODUCERS_REMEMBERED * (19 + 16 * BATCHES_REMEMBERED);
+
     /// Whether `batch` of `count` records is stored, is a retry, or is
     /// refused. Changes nothing: [`Producers::stored`] records a stored one.
     ///
@@ -191,6 +197,8 @@ impl Producers {
             producer.epoch = batch.epoch;
             producer.batches.clear();
         }
+        self.by_recency.remove(&producer.last_index);
+        self.by_recency.insert(index, batch.id);
         producer.last_index = index;
         producer.batches.push_back(StoredBatch {
             first: batch.first_sequence,
@@ -201,12 +209,7 @@ impl Producers {
             producer.batches.pop_front();
         }
         if self.by_id.len() > PRODUCERS_REMEMBERED {
-            let least_recent = self
-                .by_id
-                .iter()
-                .min_by_key(|(_, p)| p.last_index)
-                .map(|(&id, _)| id)
-                .expect("not empty");
+            let (_, least_recent) = self.by_recency.pop_first().expect("one per producer");
             self.by_id.remove(&least_recent);
         }
     }
@@ -263,6 +266,9 @@ impl Producers {
             };
             if producers.by_id.insert(id, producer).is_some() {
                 return Err(format!("producer {id} twice"));
+            }
+            if producers.by_recency.insert(last_index, id).is_some() {
+                return Err(format!("two producers last wrote at index {last_index}"));
             }
         }
         if producers.by_id.len() > PRODUCERS_REMEMBERED {
@@ -358,8 +364,26 @@ mod tests {
             producers.stored(&batch(id, 0, 0), 1, id as u64, id as u64 + 1);
         }
         assert_eq!(producers.by_id.len(), PRODUCERS_REMEMBERED);
+        assert_eq!(producers.by_recency.len(), PRODUCERS_REMEMBERED);
         assert!(!producers.by_id.contains_key(&0));
         assert!(producers.by_id.contains_key(&1));
+        // Producer 1 writes again: producer 2 is now the least recent.
+        let next = PRODUCERS_REMEMBERED as u64 + 2;
+        producers.stored(&batch(1, 0, 1), 1, next, next);
+        producers.stored(&batch(-1, 0, 0), 1, next + 1, next + 1);
+        assert!(producers.by_id.contains_key(&1));
+        assert!(!producers.by_id.contains_key(&2));
+        let mut full = Producers::default();
+        for id in 0..PRODUCERS_REMEMBERED as i64 {
+            for first in 0..BATCHES_REMEMBERED as i32 {
+                let index = (id as u64) * 10 + first as u64;
+                full.stored(&batch(id, 0, first), 1, index, index);
+            }
+        }
+        let mut bytes = Vec::new();
+        full.put(&mut bytes);
+        assert_eq!(bytes.len(), Producers::MAX_BYTES);
+        assert_eq!(Producers::parse(&mut bytes.as_slice()), Ok(full));
     }
 
     #[test]

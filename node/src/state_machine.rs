@@ -186,7 +186,7 @@ impl Retention {
     /// The largest snapshot a log under this retention produces, given
     /// that no record is longer than `max_record`.
     pub fn max_snapshot_bytes(&self, max_record: usize) -> usize {
-        16 + self.bytes + max_record + 4 * (self.records + 1)
+        16 + self.bytes + max_record + 4 * (self.records + 1) + Producers::MAX_BYTES
     }
 }
 

@@ -22,12 +22,20 @@ fn implausible<T>(why: impl Into<String>) -> Result<T, Implausible> {
     Err(Implausible(why.into()))
 }
 
+/// Array elements (topics, partitions) one request may name in all: the
+/// node serves one partition, and a request's answer holds something for
+/// each element, so a frame of empty elements must not become millions of
+/// answers.
+pub const MAX_ELEMENTS: usize = 1024;
+
 /// A reader over a request body that only skips and counts.
 struct Walk<'a> {
     buf: &'a [u8],
     /// Compact strings, bytes and arrays, and tagged fields (a flexible
     /// version).
     flexible: bool,
+    /// Array elements read so far.
+    elements: usize,
 }
 
 impl Walk<'_> {
@@ -99,6 +107,10 @@ impl Walk<'_> {
                 self.buf.len()
             ));
         }
+        self.elements += count;
+        if self.elements > MAX_ELEMENTS {
+            return implausible(format!("more than {MAX_ELEMENTS} topics and partitions"));
+        }
         (0..count).try_for_each(|_| each(self))
     }
 
@@ -119,8 +131,10 @@ impl Walk<'_> {
     }
 }
 
-/// Checks the counts in the body of a request of `api` at `version`, as
-/// far as the codec would reserve memory for them.
+/// Checks the counts in the body of a request of `api` at a `version`
+/// this node serves (versions with topic ids, 13 and later, are not), as
+/// far as the codec would reserve memory for them, and the elements in
+/// all against [`MAX_ELEMENTS`].
 ///
 /// # Errors
 ///
@@ -131,6 +145,7 @@ pub fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<(), Implausible> 
     let mut w = Walk {
         buf: body,
         flexible: false,
+        elements: 0,
     };
     match api {
         ApiKey::Produce => {
@@ -138,11 +153,7 @@ pub fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<(), Implausible> 
             w.string()?;
             w.skip(i16 + i32)?;
             w.array(|w| {
-                if version <= 12 {
-                    w.string()?;
-                } else {
-                    w.skip(uuid)?;
-                }
+                w.string()?;
                 w.array(|w| {
                     w.skip(i32)?;
                     w.bytes()?;
@@ -153,16 +164,10 @@ pub fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<(), Implausible> 
         }
         ApiKey::Fetch => {
             w.flexible = version >= 12;
-            let replica = if version <= 14 { i32 } else { 0 };
             let session = if version >= 7 { i32 + i32 } else { 0 };
-            w.skip(replica + i32 + i32 + i32 + i8 + session)?;
+            w.skip(i32 + i32 + i32 + i32 + i8 + session)?;
             w.array(|w| {
-                if version <= 12 {
-                    w.string()?;
-                }
-                if version >= 13 {
-                    w.skip(uuid)?;
-                }
+                w.string()?;
                 w.array(|w| {
                     let leader_epoch = if version >= 9 { i32 } else { 0 };
                     let last_fetched = if version >= 12 { i32 } else { 0 };
@@ -174,11 +179,7 @@ pub fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<(), Implausible> 
             })?;
             if version >= 7 {
                 w.array(|w| {
-                    if version <= 12 {
-                        w.string()?;
-                    } else {
-                        w.skip(uuid)?;
-                    }
+                    w.string()?;
                     w.array(|w| w.skip(i32))?;
                     w.tagged_fields()
                 })?;

@@ -17,13 +17,21 @@ use super::KafkaState;
 
 /// Records returned per partition and fetch at most.
 const MAX_FETCH_RECORDS: usize = crate::api::MAX_READ_RECORDS;
+/// Bytes of values one fetch returns at most, whatever the client asks:
+/// with the one record a fetch returns past its limit (at most
+/// [`super::MAX_BATCH_BYTES`]), the response stays under
+/// [`super::MAX_FRAME_BYTES`].
+const MAX_FETCH_BYTES: usize = 1 << 20;
 /// How often a fetch waiting for records looks again.
 const WAIT_STEP: Duration = Duration::from_millis(5);
 /// The longest a fetch waits for records, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Answers `request`: records from each partition's fetch offset, waiting
-/// up to the request's `max_wait_ms` while there are none yet.
+/// up to the request's `max_wait_ms` while there are none yet. Within
+/// the request's `max_bytes` (at most [`MAX_FETCH_BYTES`]), shared by its
+/// partitions in order; the batches are encoded outside the log's lock,
+/// so a fetch never holds up the Ready loop's apply.
 pub async fn fetch(state: &KafkaState, request: FetchRequest) -> FetchResponse {
     let leads = matches!(state.node.status().await, Ok(s) if s.leader == state.id);
     let error_for = |topic: &str, partition: i32| {
@@ -31,18 +39,20 @@ pub async fn fetch(state: &KafkaState, request: FetchRequest) -> FetchResponse {
             .then_some(ResponseError::UnknownTopicOrPartition)
             .or((!leads).then_some(ResponseError::NotLeaderOrFollower))
     };
-    let waits_for = request
+    let at_end = |offset: i64| offset == state.read_log().end() as i64;
+    let waits = request
         .topics
         .iter()
         .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.as_str(), p)))
-        .filter(|(topic, p)| error_for(topic, p.partition).is_none())
-        .map(|(_, p)| p.fetch_offset)
-        .max();
-    if let Some(offset) = waits_for {
+        .any(|(topic, p)| error_for(topic, p.partition).is_none() && at_end(p.fetch_offset));
+    if waits {
         let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
-        wait_for_records(state, offset, wait.min(MAX_WAIT)).await;
+        wait_for_records(state, wait.min(MAX_WAIT)).await;
     }
-    let log = state.read_log();
+    let mut budget = usize::try_from(request.max_bytes)
+        .unwrap_or(0)
+        .min(MAX_FETCH_BYTES);
+    let mut first_records = true;
     let responses = request
         .topics
         .into_iter()
@@ -55,7 +65,16 @@ pub async fn fetch(state: &KafkaState, request: FetchRequest) -> FetchResponse {
                     if let Some(error) = error_for(topic.topic.0.as_str(), p.partition) {
                         return response.with_error_code(code(Some(error)));
                     }
-                    let (start, end) = (log.start() as i64, log.end() as i64);
+                    let (start, end, first, records) = {
+                        let log = state.read_log();
+                        let (first, records) =
+                            if (log.start() as i64..=log.end() as i64).contains(&p.fetch_offset) {
+                                log.read(p.fetch_offset as u64, MAX_FETCH_RECORDS)
+                            } else {
+                                (0, Vec::new())
+                            };
+                        (log.start() as i64, log.end() as i64, first, records)
+                    };
                     let response = response
                         .with_high_watermark(end)
                         .with_last_stable_offset(end)
@@ -64,9 +83,16 @@ pub async fn fetch(state: &KafkaState, request: FetchRequest) -> FetchResponse {
                     if !(start..=end).contains(&p.fetch_offset) {
                         return response.with_error_code(ResponseError::OffsetOutOfRange.code());
                     }
-                    let max_bytes = usize::try_from(p.partition_max_bytes).unwrap_or(0);
-                    let (first, records) = log.read(p.fetch_offset as u64, MAX_FETCH_RECORDS);
-                    response.with_records(Some(batch(first, &records, max_bytes)))
+                    let limit = usize::try_from(p.partition_max_bytes)
+                        .unwrap_or(0)
+                        .min(budget);
+                    let taken = within(&records, limit, first_records);
+                    if taken == 0 {
+                        return response.with_records(Some(Bytes::new()));
+                    }
+                    first_records = false;
+                    budget = budget.saturating_sub(records[..taken].iter().map(Bytes::len).sum());
+                    response.with_records(Some(batch(first, &records[..taken])))
                 })
                 .collect();
             FetchableTopicResponse::default()
@@ -77,32 +103,37 @@ pub async fn fetch(state: &KafkaState, request: FetchRequest) -> FetchResponse {
     FetchResponse::default().with_responses(responses)
 }
 
-/// Waits until the log holds a record at `offset`, at most `wait`.
-async fn wait_for_records(state: &KafkaState, offset: i64, wait: Duration) {
+/// Waits until the log grows, at most `wait`.
+async fn wait_for_records(state: &KafkaState, wait: Duration) {
     let deadline = Instant::now() + wait;
-    while (state.read_log().end() as i64) <= offset && Instant::now() < deadline {
+    let end = state.read_log().end();
+    while state.read_log().end() == end && Instant::now() < deadline {
         tokio::time::sleep(WAIT_STEP).await;
     }
 }
 
-/// One record batch of `records` from offset `first`, as many as fit in
-/// `max_bytes` of values but at least one, as Kafka returns a first batch
-/// larger than the limit rather than none.
-fn batch(first: u64, records: &[Bytes], max_bytes: usize) -> Bytes {
+/// How many of `records` fit in `limit` bytes of values; at least one if
+/// `at_least_one`, as Kafka returns the response's first batch whole even
+/// past the limit rather than nothing.
+fn within(records: &[Bytes], limit: usize, at_least_one: bool) -> usize {
     let mut bytes = 0;
-    let taken = records
+    let fit = records
         .iter()
         .take_while(|r| {
             bytes += r.len();
-            bytes <= max_bytes
+            bytes <= limit
         })
-        .count()
-        .max(1)
-        .min(records.len());
-    if taken == 0 {
-        return Bytes::new();
+        .count();
+    if at_least_one {
+        fit.max(1).min(records.len())
+    } else {
+        fit
     }
-    let records: Vec<Record> = records[..taken]
+}
+
+/// One record batch of `records` from offset `first`.
+fn batch(first: u64, records: &[Bytes]) -> Bytes {
+    let records: Vec<Record> = records
         .iter()
         .zip(first as i64..)
         .map(|(value, offset)| Record {
@@ -123,14 +154,25 @@ fn batch(first: u64, records: &[Bytes], max_bytes: usize) -> Bytes {
             headers: Default::default(),
         })
         .collect();
-    let mut out = BytesMut::with_capacity(bytes.min(max_bytes) + 64 + 16 * taken);
+    let bytes: usize = records
+        .iter()
+        .filter_map(|r| r.value.as_ref())
+        .map(Bytes::len)
+        .sum();
+    let mut out = BytesMut::with_capacity(bytes + 64 + 16 * records.len());
     let options = RecordEncodeOptions {
         version: 2,
         compression: Compression::None,
     };
-    RecordBatchEncoder::encode(&mut out, &records, &options)
-        .expect("values under the batch limit encode uncompressed");
-    out.freeze()
+    match RecordBatchEncoder::encode(&mut out, &records, &options) {
+        Ok(()) => out.freeze(),
+        // Values under the batch limit encode uncompressed; were one not
+        // to, the client gets no records rather than a broken batch.
+        Err(e) => {
+            tracing::error!("Kafka fetch: encoding {} records: {e}", records.len());
+            Bytes::new()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -142,12 +184,13 @@ mod tests {
     #[test]
     fn a_batch_starts_at_the_first_offset_and_keeps_to_the_byte_limit() {
         let records: Vec<Bytes> = (0..5u8).map(|i| Bytes::from(vec![i; 10])).collect();
-        let set = RecordBatchDecoder::decode(&mut batch(40, &records, 25)).unwrap();
+        assert_eq!(within(&records, 25, true), 2);
+        assert_eq!(within(&records, 1, true), 1, "at least one record");
+        assert_eq!(within(&records, 1, false), 0);
+        assert_eq!(within(&[], 100, true), 0);
+        let set = RecordBatchDecoder::decode(&mut batch(40, &records[..2])).unwrap();
         let offsets: Vec<i64> = set.records.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![40, 41]);
         assert_eq!(set.records[1].value, Some(records[1].clone()));
-        let one = RecordBatchDecoder::decode(&mut batch(0, &records, 1)).unwrap();
-        assert_eq!(one.records.len(), 1, "at least one record");
-        assert!(batch(7, &[], 100).is_empty());
     }
 }

@@ -32,12 +32,14 @@ mod request;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesOrdered;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
@@ -47,13 +49,22 @@ use crate::handle::NodeHandle;
 use crate::state_machine::RecordLog;
 use crate::tls::api::TlsListener;
 
-/// The largest frame read; a larger one closes the connection.
-pub const MAX_FRAME_BYTES: usize = 16 << 20;
+/// The largest frame read or written; a larger one closes the connection.
+/// A produce request carries one batch of at most [`MAX_BATCH_BYTES`],
+/// and a fetch answer stays under it.
+pub const MAX_FRAME_BYTES: usize = MAX_BATCH_BYTES + (2 << 20);
 /// The largest record batch stored, as the HTTP API's largest body: a
 /// larger one is answered `MESSAGE_TOO_LARGE`.
 pub const MAX_BATCH_BYTES: usize = crate::api::MAX_BODY_BYTES;
 /// Requests of one connection read ahead of their answers.
 const IN_FLIGHT_PER_CONNECTION: usize = 64;
+/// Client connections at once; past them a new one is closed at once.
+/// With [`MAX_FRAME_BYTES`] each, it bounds what clients can make the
+/// node buffer.
+const CONNECTIONS: usize = 1024;
+/// A connection that sends nothing for this long is closed (Kafka's
+/// `connections.max.idle.ms` is 10 minutes).
+const IDLE: Duration = Duration::from_secs(600);
 
 /// What every connection shares.
 #[derive(Clone)]
@@ -83,6 +94,7 @@ pub async fn serve(
     state: KafkaState,
     stop: CancellationToken,
 ) {
+    let connections = Arc::new(Semaphore::new(CONNECTIONS));
     loop {
         let stream = tokio::select! {
             () = stop.cancelled() => return,
@@ -91,9 +103,14 @@ pub async fn serve(
         let Some((stream, peer)) = stream else {
             continue;
         };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!("Kafka client {peer}: closed, {CONNECTIONS} connections open");
+            continue;
+        };
         let state = state.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             tokio::select! {
                 () = stop.cancelled() => {}
                 result = connection(stream, &state) => {
@@ -145,7 +162,8 @@ where
     let mut answers = FuturesOrdered::new();
     loop {
         tokio::select! {
-            frame = framed.next(), if answers.len() < IN_FLIGHT_PER_CONNECTION => {
+            frame = tokio::time::timeout(IDLE, framed.next()), if answers.len() < IN_FLIGHT_PER_CONNECTION => {
+                let frame = frame.map_err(|_| request::Close(format!("idle for {IDLE:?}")))?;
                 let Some(frame) = frame else { break };
                 let frame = frame.map_err(|e| request::Close(e.to_string()))?;
                 answers.push_back(request::start(state, frame.freeze()).await?);

@@ -17,8 +17,14 @@
 //! applied any more, on any node: it is proposed again, stamped with the
 //! current term, under the same key. A copy still in flight (a deposed
 //! leader forwarding it on) lands in a later term and is skipped.
+//!
+//! Lost proposals are proposed again in the order they were first taken
+//! (keys increase). A Kafka producer's batch is not: it is answered
+//! `NotLeader`, as a Kafka broker that lost leadership answers, and the
+//! producer retries it, in its own order, at the new leader; the
+//! producers' state stores each batch once whichever copy commits.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use raft::{RawNode, Storage};
@@ -47,7 +53,7 @@ struct PendingAppend {
 /// each lost proposal is proposed again once per term it is lost in.
 #[derive(Default)]
 pub(super) struct PendingAppends {
-    by_key: HashMap<u64, PendingAppend>,
+    by_key: BTreeMap<u64, PendingAppend>,
     /// The highest term of an entry applied here.
     applied_term: u64,
 }
@@ -124,6 +130,10 @@ impl PendingAppends {
                 data,
                 ..
             } = pending;
+            if data.1.is_some() {
+                let _ = reply.send(Err(RequestError::NotLeader(raw.raft.leader_id)));
+                continue;
+            }
             self.propose(raw, key, data, reply);
             if let Some(retried) = self.by_key.get_mut(&key) {
                 metrics.appends_retried.inc();
@@ -138,7 +148,7 @@ impl PendingAppends {
     /// could apply it twice, so it is answered as a timeout is.
     pub(super) fn on_snapshot(&mut self, term: u64) {
         self.applied_term = self.applied_term.max(term);
-        let (unknown, waiting): (HashMap<_, _>, HashMap<_, _>) = std::mem::take(&mut self.by_key)
+        let (unknown, waiting): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut self.by_key)
             .into_iter()
             .partition(|(_, p)| p.stamp <= term);
         self.by_key = waiting;
@@ -230,6 +240,46 @@ mod tests {
         assert_eq!(metrics.appends_retried.get(), 1);
         pending.retry_lost(&mut raw, &metrics);
         assert_eq!(raw.raft.raft_log.last_index(), before + 1);
+    }
+
+    #[test]
+    fn a_lost_producer_batch_is_answered_not_leader_and_the_rest_are_proposed_in_order() {
+        let mut raw = leader();
+        let mut pending = PendingAppends::default();
+        let batch = ProducerBatch {
+            id: 1,
+            epoch: 0,
+            first_sequence: 0,
+        };
+        let (reply, mut batch_answer) = oneshot::channel();
+        pending.propose(&mut raw, 3, (b"batch".to_vec(), Some(batch)), reply);
+        let mut answers = Vec::new();
+        for key in [9u64, 5, 7] {
+            let (reply, answer) = oneshot::channel();
+            pending.propose(&mut raw, key, (key.to_be_bytes().to_vec(), None), reply);
+            answers.push(answer);
+        }
+        reelect(&mut raw, 1);
+        pending.on_applied_term(2);
+        let before = raw.raft.raft_log.last_index();
+        pending.retry_lost(&mut raw, &Metrics::new(1));
+        assert!(matches!(
+            batch_answer.try_recv(),
+            Ok(Err(RequestError::NotLeader(_)))
+        ));
+        let proposed: Vec<Vec<u8>> = raw
+            .raft
+            .raft_log
+            .entries(before + 1, None, raft::GetEntriesContext::empty(false))
+            .unwrap()
+            .iter()
+            .map(|e| e.data.to_vec())
+            .collect();
+        let in_key_order: Vec<Vec<u8>> = [5u64, 7, 9]
+            .iter()
+            .map(|k| k.to_be_bytes().to_vec())
+            .collect();
+        assert_eq!(proposed, in_key_order);
     }
 
     #[test]

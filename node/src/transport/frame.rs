@@ -49,10 +49,12 @@ pub struct Hello {
 /// Opens every hello: an old or foreign sender fails on it, not later.
 const HELLO_MAGIC: &[u8; 8] = b"raftnode";
 /// The peer protocol this node speaks. 2: proposals carry their term
-/// stamp, snapshots may come in chunks. Nodes of different versions refuse
-/// each other rather than apply the log differently, so every node of a
-/// cluster is upgraded together.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// stamp, snapshots may come in chunks. 3: a Kafka producer's batch
+/// carries its producer numbers beside the stamp, and snapshots the
+/// producers' state. Nodes of different versions refuse each other rather
+/// than apply the log differently, so every node of a cluster is upgraded
+/// together.
+pub const PROTOCOL_VERSION: u32 = 3;
 const HELLO_BYTES: usize = 8 + 4 + 8 + 8 + 8 + 1;
 /// The length of a version 1 hello, which had no version field.
 const HELLO_V1_BYTES: usize = 8 + 8 + 8 + 8 + 1;
