@@ -9,15 +9,15 @@
 //! |---|---|
 //! | `POST /v1/append` `{"records": ["a", "b"]}` | replicates the records as one entry; `{"offset": 0, "count": 2, "index": 9}` once applied here |
 //! | `GET /v1/records?from=0&max=100&linearizable=true` | `{"first": 0, "records": [...], "end": 2}`; linearizable (ReadIndex) unless `linearizable=false` |
+//! | `GET /v1/status` | role, leader, term, indexes, membership |
+//! | `POST /v1/membership` `{"op": "add-learner", "id": 4, "addr": "127.0.0.1:7004"}` | `add-learner`, `promote`, `remove` |
+//! | `POST /v1/leader` `{"to": 2}` | at the leader: hands leadership to voter 2; `{"to": 2}` once started |
+//! | `GET /metrics` | Prometheus text |
 //!
 //! Records are bytes. In JSON they are UTF-8 strings unless the request
 //! says `"encoding": "base64"` (append) or `encoding=base64` (read); a
 //! read in UTF-8 that meets a record that is not UTF-8 (a Kafka client's,
 //! say) is refused, naming its offset, rather than altered.
-//! | `GET /v1/status` | role, leader, term, indexes, membership |
-//! | `POST /v1/membership` `{"op": "add-learner", "id": 4, "addr": "127.0.0.1:7004"}` | `add-learner`, `promote`, `remove` |
-//! | `POST /v1/leader` `{"to": 2}` | at the leader: hands leadership to voter 2; `{"to": 2}` once started |
-//! | `GET /metrics` | Prometheus text |
 //!
 //! With a token configured (`--api-token-file`), every route, the admin
 //! ones (`/v1/membership`, `/v1/leader`) included, answers 401 to a

@@ -261,8 +261,7 @@ fn children_cpu_seconds() -> f64 {
 }
 
 /// kcat produces `opts.kcat_messages` messages of `opts.record_bytes`
-/// (newline included) to `kafka` with `acks=all`, fed on its standard
-/// input; measured from its start until it has flushed and exited. The
+/// to `kafka` with `acks=all`, fed on its standard input one per line; measured from its start until it has flushed and exited. The
 /// leader's log must have grown by every message.
 async fn run_kcat(
     kafka: SocketAddr,
@@ -294,10 +293,10 @@ async fn run_kcat(
         .spawn()
         .map_err(|e| failed(&e))?;
     let mut stdin = kcat.stdin.take().expect("piped");
-    let line_bytes = opts.record_bytes.max(2);
+    let line_bytes = opts.record_bytes + 1;
     let mut chunk = Vec::with_capacity(line_bytes * 4096);
     for seq in 0..opts.kcat_messages {
-        let mut line = record(0, seq, line_bytes - 1).into_bytes();
+        let mut line = record(0, seq, opts.record_bytes).into_bytes();
         line.push(b'\n');
         chunk.extend_from_slice(&line);
         if chunk.len() >= line_bytes * 4096 {

@@ -278,7 +278,6 @@ impl LocalCluster {
         self.nodes.remove(&id);
     }
 
-    /// A node's API address.
     /// Node `id`'s Kafka address, if it serves Kafka clients.
     ///
     /// # Panics

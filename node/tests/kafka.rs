@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::ListOffsetsRequest;
 use kafka_protocol::messages::{
     ApiVersionsRequest, ApiVersionsResponse, FetchRequest, InitProducerIdRequest, TopicName,
 };
@@ -383,6 +385,56 @@ async fn bad_kafka_input_is_refused_with_kafka_errors_and_stores_nothing() {
     v2.extend_from_slice(&[0, 0, 0, 1, 0xff, 0xff, 0, 1]);
     assert!(client.send_frame(v2.freeze()).await.unwrap().is_none());
 
+    // acks=1 is answered once stored, as acks=all is; acks=2 is no acks.
+    let mut client = kafka_client(&nodes, leader).await;
+    let one = Bytes::from_static(b"acks=1");
+    let mut request = produce_request(TOPIC, record_batch(&[one.clone()], None).unwrap());
+    request.acks = 1;
+    let response = client.send(&request, 9).await.unwrap();
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!((partition.error_code, partition.base_offset), (0, 2));
+    request.acks = 2;
+    let response = client.send(&request, 9).await.unwrap();
+    assert_eq!(
+        response.responses[0].partition_responses[0].error_code,
+        ResponseError::InvalidRequiredAcks.code()
+    );
+    // acks=0 gets no answer; refused (at a follower), it closes the
+    // connection, so the client looks for the leader again.
+    request.acks = 0;
+    client.send_unanswered(&request, 9).await.unwrap();
+    at_follower.send_unanswered(&request, 9).await.unwrap();
+    assert!(matches!(
+        at_follower.send(&ApiVersionsRequest::default(), 3).await,
+        Err(ClientError::Closed)
+    ));
+    // ListOffsets: earliest and latest at the leader; not at a follower.
+    let list = |timestamps: &[i64]| {
+        ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(
+                timestamps
+                    .iter()
+                    .map(|&t| ListOffsetsPartition::default().with_timestamp(t))
+                    .collect(),
+            )])
+    };
+    // The acks=0 record is stored unanswered: wait for it.
+    wait_for_records(nodes.api(leader), 4).await;
+    let offsets = client.send(&list(&[-2, -1, 0]), 7).await.unwrap();
+    let offsets: Vec<(i16, i64)> = offsets.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.error_code, p.offset))
+        .collect();
+    assert_eq!(offsets, vec![(0, 0), (0, 4), (0, -1)]);
+    let mut at_follower = kafka_client(&nodes, follower).await;
+    let refused = at_follower.send(&list(&[-1]), 7).await.unwrap();
+    assert_eq!(
+        refused.topics[0].partitions[0].error_code,
+        ResponseError::NotLeaderOrFollower.code()
+    );
+
     // A version the node does not advertise, which the client did not
     // negotiate (Fetch 13 names topics by id): closed unread, as Kafka
     // brokers do.
@@ -404,7 +456,7 @@ async fn bad_kafka_input_is_refused_with_kafka_errors_and_stores_nothing() {
 
     // Nothing else was stored, and every node is up.
     let status = http.status().await.unwrap();
-    assert_eq!(status.records, 2);
+    assert_eq!(status.records, 4);
     for id in nodes.ids() {
         assert!(nodes.is_up(id), "node {id} exited");
     }

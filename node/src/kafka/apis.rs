@@ -1,6 +1,5 @@
 //! The APIs that describe the partition rather than move records:
-//! ApiVersions, Metadata, InitProducerId, ListOffsets, and FindCoordinator
-//! refusing consumer groups and transactions.
+//! ApiVersions, Metadata, InitProducerId and ListOffsets.
 
 use std::ops::RangeInclusive;
 
@@ -12,9 +11,9 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, FindCoordinatorResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, ProducerId, TopicName,
+    ApiKey, ApiVersionsResponse, BrokerId, InitProducerIdRequest, InitProducerIdResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProducerId,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -178,7 +177,7 @@ pub async fn init_producer_id(
 ) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default().with_producer_epoch(-1);
     if request.transactional_id.is_some() {
-        return response.with_error_code(ResponseError::CoordinatorNotAvailable.code());
+        return response.with_error_code(super::produce::TRANSACTIONS_REFUSED.code());
     }
     match state.node.append_from(Vec::new(), Origin::default()).await {
         Ok(appended) => response
@@ -261,20 +260,4 @@ pub async fn list_offsets(
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
-}
-
-/// FindCoordinator (versions 0-3), which consumer groups and
-/// transactions start with: no node coordinates either, so the answer is
-/// `COORDINATOR_NOT_AVAILABLE` with the reason. FindCoordinator is not
-/// advertised; a client that asks anyway learns why its group or
-/// transaction cannot start.
-pub fn find_coordinator() -> FindCoordinatorResponse {
-    FindCoordinatorResponse::default()
-        .with_error_code(ResponseError::CoordinatorNotAvailable.code())
-        .with_error_message(Some(StrBytes::from_static_str(
-            "raft-node serves no consumer groups or transactions: assign partition 0 \
-             and keep offsets in the client",
-        )))
-        .with_node_id(BrokerId(-1))
-        .with_port(-1)
 }

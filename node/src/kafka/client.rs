@@ -77,6 +77,37 @@ impl KafkaClient {
         version: i16,
     ) -> Result<R::Response, ClientError> {
         let codec = |e: anyhow::Error| ClientError::Codec(e.to_string());
+        let frame = self.frame(request, version)?;
+        let mut answer = self.send_frame(frame).await?.ok_or(ClientError::Closed)?;
+        let header = ResponseHeader::decode(&mut answer, R::Response::header_version(version))
+            .map_err(codec)?;
+        if header.correlation_id != self.correlation_id {
+            return Err(ClientError::Codec(format!(
+                "answer to request {} for request {}",
+                header.correlation_id, self.correlation_id
+            )));
+        }
+        R::Response::decode(&mut answer, version).map_err(codec)
+    }
+
+    /// Sends `request` at `version` and reads no answer: a produce with
+    /// `acks=0`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError`]: the connection failed, or the request did not
+    /// encode.
+    pub async fn send_unanswered<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<(), ClientError> {
+        let frame = self.frame(request, version)?;
+        Ok(self.framed.send(frame).await?)
+    }
+
+    fn frame<R: Request>(&mut self, request: &R, version: i16) -> Result<Bytes, ClientError> {
+        let codec = |e: anyhow::Error| ClientError::Codec(e.to_string());
         self.correlation_id += 1;
         let mut frame = BytesMut::new();
         RequestHeader::default()
@@ -87,19 +118,7 @@ impl KafkaClient {
             .encode(&mut frame, R::header_version(version))
             .map_err(codec)?;
         request.encode(&mut frame, version).map_err(codec)?;
-        let mut answer = self
-            .send_frame(frame.freeze())
-            .await?
-            .ok_or(ClientError::Closed)?;
-        let header = ResponseHeader::decode(&mut answer, R::Response::header_version(version))
-            .map_err(codec)?;
-        if header.correlation_id != self.correlation_id {
-            return Err(ClientError::Codec(format!(
-                "answer to request {} for request {}",
-                header.correlation_id, self.correlation_id
-            )));
-        }
-        R::Response::decode(&mut answer, version).map_err(codec)
+        Ok(frame.freeze())
     }
 
     /// Sends `frame` as it is and reads the next frame, `None` if the node

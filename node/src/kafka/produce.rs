@@ -4,7 +4,8 @@
 //! leader, has applied it: raft has committed it on a majority of the
 //! voters, each of which fsynced it. So `acks=1` waits for what `acks=all`
 //! does; raft has nothing weaker to wait for. `acks=0` gets no answer, as
-//! in Kafka.
+//! in Kafka, and a refusal closes the connection, as Kafka does, so that
+//! the client refreshes its metadata instead of writing on to a follower.
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -56,15 +57,26 @@ fn check(records: Option<Bytes>) -> Result<Batch, Refusal> {
             format!("message format v{}; only v2 record batches", records[16]),
         );
     }
+    // Base offset, then the batch's length from the next field on.
+    let declared = records
+        .get(8..12)
+        .map(|len| 12 + i32::from_be_bytes(len.try_into().expect("4 bytes")) as i64);
+    if declared != Some(records.len() as i64) {
+        return refuse(
+            ResponseError::CorruptMessage,
+            format!(
+                "{} bytes for a batch of {}; one batch per partition and request",
+                records.len(),
+                declared.unwrap_or(0)
+            ),
+        );
+    }
     let infos = RecordBatchDecoder::decode_batch_info(&mut records.clone())
         .map_err(|e| Refusal(ResponseError::CorruptMessage, e.to_string()))?;
     let [info] = infos.as_slice() else {
         return refuse(
-            ResponseError::InvalidRecord,
-            format!(
-                "{} record batches; one per partition and request",
-                infos.len()
-            ),
+            ResponseError::CorruptMessage,
+            format!("{} record batches in one", infos.len()),
         );
     };
     check_header(info, records.len())?;
@@ -115,8 +127,17 @@ fn check_header(info: &BatchDecodeInfo, len: usize) -> Result<(), Refusal> {
     }
     if info.transactional || info.control {
         return Err(Refusal(
-            ResponseError::InvalidRecord,
+            TRANSACTIONS_REFUSED,
             "transactional or control batch: transactions are not served".into(),
+        ));
+    }
+    if info.producer_id >= 0 && (info.producer_epoch < 0 || info.base_sequence < 0) {
+        return Err(Refusal(
+            ResponseError::InvalidRecord,
+            format!(
+                "producer {} with epoch {} and base sequence {}",
+                info.producer_id, info.producer_epoch, info.base_sequence
+            ),
         ));
     }
     Ok(())
@@ -124,20 +145,31 @@ fn check_header(info: &BatchDecodeInfo, len: usize) -> Result<(), Refusal> {
 
 type PartitionAnswer = BoxFuture<'static, PartitionProduceResponse>;
 
+/// The error transactions get, at InitProducerId and Produce alike: not
+/// retriable, so a client gives up at once rather than retry until its
+/// timeout.
+pub const TRANSACTIONS_REFUSED: ResponseError = ResponseError::TransactionalIdAuthorizationFailed;
+
+/// What a produce comes to.
+pub enum Produced {
+    /// The response to send.
+    Answer(ProduceResponse),
+    /// Nothing to send (`acks=0`, all stored).
+    Nothing,
+    /// An `acks=0` produce refused: close the connection.
+    Close(ResponseError),
+}
+
 /// Checks each partition's batch and hands the stored ones to the Ready
-/// loop, in order; the future returned is the response, `None` for
-/// `acks=0`.
-pub async fn start(
-    state: &KafkaState,
-    request: ProduceRequest,
-) -> BoxFuture<'static, Option<ProduceResponse>> {
+/// loop, in order; the future returned is what to answer.
+pub async fn start(state: &KafkaState, request: ProduceRequest) -> BoxFuture<'static, Produced> {
     let acks = request.acks;
     let refused = (!matches!(acks, -1..=1))
         .then_some(ResponseError::InvalidRequiredAcks)
         .or(request
             .transactional_id
             .is_some()
-            .then_some(ResponseError::TransactionalIdAuthorizationFailed));
+            .then_some(TRANSACTIONS_REFUSED));
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let ours = topic.name.0.as_str() == state.config.topic;
@@ -172,7 +204,15 @@ pub async fn start(
                     .with_partition_responses(partitions),
             );
         }
-        (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+        let refused = responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .find_map(|p| ResponseError::try_from_code(p.error_code));
+        match (acks, refused) {
+            (0, Some(error)) => Produced::Close(error),
+            (0, None) => Produced::Nothing,
+            _ => Produced::Answer(ProduceResponse::default().with_responses(responses)),
+        }
     }
     .boxed()
 }
@@ -298,7 +338,34 @@ mod tests {
         keyed.key = Some(Bytes::from_static(b"k"));
         assert_eq!(refusal(encode(&[keyed])), ResponseError::InvalidRecord);
         let two = [good.clone(), good.clone()].concat();
-        assert_eq!(refusal(two.into()), ResponseError::InvalidRecord);
+        assert_eq!(refusal(two.into()), ResponseError::CorruptMessage);
+        let mut trailing = good.to_vec();
+        trailing.extend_from_slice(&[0; 20]);
+        assert_eq!(refusal(trailing.into()), ResponseError::CorruptMessage);
+        let mut null = record(b"");
+        null.value = None;
+        assert_eq!(refusal(encode(&[null])), ResponseError::InvalidRecord);
+        let mut headed = record(b"v");
+        headed.headers.insert(
+            kafka_protocol::protocol::StrBytes::from_static_str("h"),
+            None,
+        );
+        assert_eq!(refusal(encode(&[headed])), ResponseError::InvalidRecord);
+        let mut unnumbered = record(b"v");
+        unnumbered.sequence = -1;
+        assert_eq!(refusal(encode(&[unnumbered])), ResponseError::InvalidRecord);
+        // Attributes: compression (bits 0-2), then transactional (bit 4);
+        // the CRC covers them, so recompute it.
+        for (bit, expected) in [
+            (1, ResponseError::UnsupportedCompressionType),
+            (1 << 4, TRANSACTIONS_REFUSED),
+        ] {
+            let mut batch = good.to_vec();
+            batch[22] |= bit;
+            let crc = crc32c::crc32c(&batch[21..]);
+            batch[17..21].copy_from_slice(&crc.to_be_bytes());
+            assert_eq!(refusal(batch.into()), expected);
+        }
         assert_eq!(
             refusal(good.slice(..good.len() - 1)),
             ResponseError::CorruptMessage

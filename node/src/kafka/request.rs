@@ -9,6 +9,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::ResponseError;
 
+use super::produce::Produced;
 use super::{apis, bounds, fetch, produce, KafkaState};
 
 /// Why a connection is closed: a frame that is not a request this node
@@ -43,10 +44,7 @@ pub async fn start(state: &KafkaState, mut frame: Bytes) -> Result<Answer, Close
         version,
         correlation_id: header.correlation_id,
     };
-    let served = apis::served(api).is_some_and(|range| range.contains(&version))
-        // Not advertised: answered so that a client learns why its group
-        // or transaction cannot start. Versions 4 and later carry an array.
-        || (api == ApiKey::FindCoordinator && version <= 3);
+    let served = apis::served(api).is_some_and(|range| range.contains(&version));
     if api == ApiKey::ApiVersions && !served {
         // A version this node does not know is refused at version 0,
         // which every client reads (KIP-511).
@@ -80,14 +78,16 @@ pub async fn start(state: &KafkaState, mut frame: Bytes) -> Result<Answer, Close
             let request = decode(&mut frame, reply)?;
             async move { reply.encode(&apis::list_offsets(&state, request, version).await) }.boxed()
         }
-        ApiKey::FindCoordinator => ready(reply.encode(&apis::find_coordinator())),
         ApiKey::Produce => {
             let request = decode(&mut frame, reply)?;
             let answer = produce::start(&state, request).await;
             async move {
                 match answer.await {
-                    Some(response) => reply.encode(&response),
-                    None => Ok(None),
+                    Produced::Answer(response) => reply.encode(&response),
+                    Produced::Nothing => Ok(None),
+                    Produced::Close(error) => {
+                        Err(Close(format!("an acks=0 produce refused: {error}")))
+                    }
                 }
             }
             .boxed()

@@ -1,4 +1,4 @@
-"""Test 2 of the crash report: kafka-python's default producer (acks=1,
+"""Test 2 of the crash report: kafka-python's default producer (acks=all,
 idempotent) sends COUNT messages named PREFIX-i and flushes. Prints every
 acknowledged message as {"offset": o, "value": v}, one per line; a message
 that fails fails the script."""
