@@ -388,7 +388,10 @@ async fn bad_kafka_input_is_refused_with_kafka_errors_and_stores_nothing() {
     // acks=1 is answered once stored, as acks=all is; acks=2 is no acks.
     let mut client = kafka_client(&nodes, leader).await;
     let one = Bytes::from_static(b"acks=1");
-    let mut request = produce_request(TOPIC, record_batch(&[one.clone()], None).unwrap());
+    let mut request = produce_request(
+        TOPIC,
+        record_batch(std::slice::from_ref(&one), None).unwrap(),
+    );
     request.acks = 1;
     let response = client.send(&request, 9).await.unwrap();
     let partition = &response.responses[0].partition_responses[0];
