@@ -129,6 +129,8 @@ async fn the_crash_report_test_plan_with_kafka_python_and_kcat() {
     struct Seen {
         brokers: std::collections::BTreeMap<u64, String>,
         leader: u64,
+        replicas: Vec<u64>,
+        isr: Vec<u64>,
     }
     let seen: Seen =
         serde_json::from_str(&python("metadata.py", &[bootstrap(&nodes), TOPIC.into()])).unwrap();
@@ -139,6 +141,7 @@ async fn the_crash_report_test_plan_with_kafka_python_and_kcat() {
         .collect();
     assert_eq!(seen.brokers, expected);
     assert_eq!(seen.leader, leader);
+    assert_eq!((seen.replicas, seen.isr), (vec![1, 2, 3], vec![1, 2, 3]));
 
     // Test 2: SIGKILL node 3; produce 100, then 10,000 messages and flush;
     // restart node 3.
@@ -219,7 +222,17 @@ fn refusal(result: Result<u64, ClientError>) -> ResponseError {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_batch_is_stored_once_even_at_a_new_leader() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut nodes, leader) = three_nodes(dir.path()).await;
+    // A snapshot every 2 entries: a restarted node rebuilds the producers'
+    // state from one.
+    let mut configs = cluster::plan(3, dir.path()).unwrap();
+    for c in &mut configs {
+        c.snapshot_entries = 2;
+    }
+    let mut nodes = LocalCluster::start(binary(), configs).unwrap();
+    let leader = nodes
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
     let mut client = kafka_client(&nodes, leader).await;
     let init = client
         .send(
@@ -283,10 +296,40 @@ async fn a_retried_batch_is_stored_once_even_at_a_new_leader() {
         .await
         .unwrap();
     assert_eq!(first, 0);
-    assert_eq!(
-        records,
-        vec![batch[0].clone(), batch[1].clone(), third[0].clone()]
-    );
+    let stored = vec![batch[0].clone(), batch[1].clone(), third[0].clone()];
+    assert_eq!(records, stored);
+
+    // The old leader restarts from its snapshot and leads again: the
+    // producers' state it restored knows both batches.
+    nodes.restart(leader).unwrap();
+    wait_for_records(nodes.api(leader), 3).await;
+    let mut http = Client::connect(nodes.api(next)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while nodes
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap()
+        != leader
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node {leader} does not take over"
+        );
+        let _ = http.transfer_leader(leader).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut client = kafka_client(&nodes, leader).await;
+    for (values, first, at) in [(&batch[..], 0, offset), (&third[..], 2, offset + 2)] {
+        let retried = client.produce(TOPIC, values, Some(producer(first))).await;
+        assert_eq!(retried.unwrap(), at);
+    }
+    let (_, records) = Client::connect(nodes.api(leader))
+        .await
+        .unwrap()
+        .read_bytes(0, 100)
+        .await
+        .unwrap();
+    assert_eq!(records, stored);
     nodes.stop(Duration::from_secs(5));
 }
 

@@ -1,5 +1,6 @@
 """Test 1 of the crash report: kafka-python sees the brokers and the
-partition leader. Prints {"brokers": {id: "host:port"}, "leader": id}."""
+partition leader. Prints {"brokers": {id: "host:port"}, "leader": id,
+"replicas": [id], "isr": [id]}."""
 import json
 import sys
 
@@ -13,5 +14,7 @@ cluster = consumer._client.cluster
 print(json.dumps({
     "brokers": {b.node_id: f"{b.host}:{b.port}" for b in cluster.brokers()},
     "leader": cluster.leader_for_partition(TopicPartition(topic, 0)),
+    "replicas": sorted(cluster._partitions[topic][0].replica_nodes),
+    "isr": sorted(cluster._partitions[topic][0].isr_nodes),
 }))
 consumer.close()
