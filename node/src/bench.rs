@@ -260,9 +260,10 @@ fn children_cpu_seconds() -> f64 {
     })
 }
 
-/// kcat produces `opts.kcat_messages` messages of `opts.record_bytes`
-/// to `kafka` with `acks=all`, fed on its standard input one per line; measured from its start until it has flushed and exited. The
-/// leader's log must have grown by every message.
+/// kcat produces `opts.kcat_messages` messages of `opts.record_bytes` to
+/// `kafka` with `acks=all`, fed on its standard input one per line;
+/// measured from its start until it has flushed and exited. The leader's
+/// log must have grown by every message.
 async fn run_kcat(
     kafka: SocketAddr,
     (leader, leader_api): (u64, SocketAddr),

@@ -325,11 +325,13 @@ impl NodeConfig {
                     kafka.topic
                 ));
             }
-            if kafka.listen.ip().is_unspecified() {
+            if let Some(addr) = std::iter::once(&kafka.listen)
+                .chain(kafka.brokers.values())
+                .find(|addr| addr.ip().is_unspecified())
+            {
                 return invalid(format!(
-                    "the Kafka listener {} must name an address clients reach: Metadata \
-                     advertises it to them",
-                    kafka.listen
+                    "the Kafka address {addr} must be one clients reach: Metadata \
+                     advertises it to them"
                 ));
             }
             if kafka

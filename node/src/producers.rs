@@ -19,8 +19,9 @@ pub const BATCHES_REMEMBERED: usize = 5;
 
 /// Producers remembered at most; past that, the one that wrote least
 /// recently is forgotten, so a client creating producers cannot grow the
-/// state without bound. A forgotten producer's next batch is taken as a
-/// new producer's.
+/// state without bound. A producer the log does not know must start at
+/// sequence 0, so a forgotten one's next batch is refused out of sequence
+/// (the client starts a new producer), never stored out of order.
 pub const PRODUCERS_REMEMBERED: usize = 10_000;
 
 /// Who sent a batch and how it is numbered: Kafka's producer id, epoch and
@@ -145,7 +146,14 @@ impl Producers {
     /// [`SequenceError`]: a fenced epoch or a gap in the sequence.
     pub fn admit(&self, batch: &ProducerBatch, count: usize) -> Result<Admission, SequenceError> {
         let Some(producer) = self.by_id.get(&batch.id) else {
-            return Ok(Admission::Store);
+            return match batch.first_sequence {
+                0 => Ok(Admission::Store),
+                got => Err(SequenceError::OutOfOrder {
+                    id: batch.id,
+                    got,
+                    expected: 0,
+                }),
+            };
         };
         if batch.epoch < producer.epoch {
             return Err(SequenceError::FencedEpoch {
@@ -320,7 +328,11 @@ mod tests {
                 expected: 5
             })
         );
-        assert_eq!(producers.admit(&batch(8, 0, 40), 1), Ok(Admission::Store));
+        assert_eq!(producers.admit(&batch(8, 0, 0), 1), Ok(Admission::Store));
+        assert!(
+            producers.admit(&batch(8, 0, 40), 1).is_err(),
+            "an unknown producer starts at 0"
+        );
     }
 
     #[test]

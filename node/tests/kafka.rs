@@ -205,7 +205,17 @@ async fn the_crash_report_test_plan_with_kafka_python_and_kcat() {
     nodes.stop(Duration::from_secs(5));
 }
 
-/// A produce at the leader of `nodes`' Kafka listener.
+/// A Fetch from offset 0 naming the partition `copies` times.
+fn fetch_request(copies: usize) -> FetchRequest {
+    let partition = FetchPartition::default().with_partition_max_bytes(1 << 20);
+    FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(vec![partition; copies])])
+}
+
+/// A client of node `id`'s Kafka listener.
 async fn kafka_client(nodes: &LocalCluster, id: u64) -> KafkaClient {
     KafkaClient::connect(nodes.kafka(id).unwrap())
         .await
@@ -375,18 +385,7 @@ async fn bad_kafka_input_is_refused_with_kafka_errors_and_stores_nothing() {
         refusal(at_follower.produce(TOPIC, &value, None).await),
         ResponseError::NotLeaderOrFollower
     );
-    let fetch = |version| async move {
-        let request = FetchRequest::default()
-            .with_max_wait_ms(0)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
-                .with_partitions(vec![
-                    FetchPartition::default().with_partition_max_bytes(1 << 20)
-                ])]);
-        (request, version)
-    };
-    let (request, version) = fetch(12).await;
-    let response = at_follower.send(&request, version).await.unwrap();
+    let response = at_follower.send(&fetch_request(1), 12).await.unwrap();
     assert_eq!(
         response.responses[0].partitions[0].error_code,
         ResponseError::NotLeaderOrFollower.code()
@@ -481,13 +480,31 @@ async fn bad_kafka_input_is_refused_with_kafka_errors_and_stores_nothing() {
         ResponseError::NotLeaderOrFollower.code()
     );
 
+    // A fetch naming the partition three times gets its records once; one
+    // naming it 1,025 times is closed unanswered.
+    let response = client.send(&fetch_request(3), 12).await.unwrap();
+    let partitions = &response.responses[0].partitions;
+    let mut first = partitions[0].records.clone().unwrap();
+    let fetched = kafka_protocol::records::RecordBatchDecoder::decode(&mut first).unwrap();
+    assert_eq!(fetched.records.len(), 4);
+    assert_eq!(fetched.records[0].value, Some(value[0].clone()));
+    for again in &partitions[1..] {
+        assert_eq!(
+            (again.error_code, again.records.as_ref().map(Bytes::len)),
+            (0, Some(0))
+        );
+    }
+    assert!(matches!(
+        client.send(&fetch_request(1025), 12).await,
+        Err(ClientError::Closed)
+    ));
+
     // A version the node does not advertise, which the client did not
     // negotiate (Fetch 13 names topics by id): closed unread, as Kafka
     // brokers do.
     let mut client = kafka_client(&nodes, leader).await;
-    let (request, _) = fetch(13).await;
     assert!(matches!(
-        client.send(&request, 13).await,
+        client.send(&fetch_request(1), 13).await,
         Err(ClientError::Closed)
     ));
     // A Metadata request declaring 2^31 topics in four bytes: refused

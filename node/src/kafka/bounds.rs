@@ -215,12 +215,14 @@ pub fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<(), Implausible> 
 }
 
 /// Checks the records of a record batch, `records` being the bytes after
-/// its header: `count` records, each within its own length, with a
-/// header count no larger than the bytes left in it.
+/// its header: exactly `count` records and nothing after them, each
+/// within its own length, with a header count no larger than the bytes
+/// left in it.
 ///
 /// # Errors
 ///
-/// [`Implausible`]: a record that overruns, a count above the bytes left.
+/// [`Implausible`]: a record that overruns, a count above the bytes left,
+/// bytes after the last record.
 pub fn check_records(mut records: &[u8], count: usize) -> Result<(), Implausible> {
     for i in 0..count {
         let len = zigzag_varint(&mut records)?;
@@ -250,6 +252,9 @@ pub fn check_records(mut records: &[u8], count: usize) -> Result<(), Implausible
                 record.len()
             ));
         }
+    }
+    if !records.is_empty() {
+        return implausible(format!("{} bytes after the last record", records.len()));
     }
     Ok(())
 }
@@ -358,6 +363,13 @@ mod tests {
         record.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x08]);
         let mut records = vec![(record.len() as u8) << 1];
         records.extend_from_slice(&record);
+        assert!(check_records(&records, 1).is_err());
+        // A plain record (no key, value "v", no header), then a stray byte.
+        let record = [0u8, 0, 0, 1, 2, b'v', 0];
+        let mut records = vec![(record.len() as u8) << 1];
+        records.extend_from_slice(&record);
+        assert_eq!(check_records(&records, 1), Ok(()));
+        records.push(0);
         assert!(check_records(&records, 1).is_err());
     }
 }

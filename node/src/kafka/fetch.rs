@@ -17,11 +17,14 @@ use super::KafkaState;
 
 /// Records returned per partition and fetch at most.
 const MAX_FETCH_RECORDS: usize = crate::api::MAX_READ_RECORDS;
-/// Bytes of values one fetch returns at most, whatever the client asks:
-/// with the one record a fetch returns past its limit (at most
-/// [`super::MAX_BATCH_BYTES`]), the response stays under
-/// [`super::MAX_FRAME_BYTES`].
+/// Bytes of records one fetch returns at most, whatever the client asks,
+/// each record counted with [`RECORD_OVERHEAD`]: with the one record a
+/// fetch returns past its limit (at most [`super::MAX_BATCH_BYTES`]), the
+/// response stays under [`super::MAX_FRAME_BYTES`].
 const MAX_FETCH_BYTES: usize = 1 << 20;
+/// What a record adds to its value in a batch, at most: its length,
+/// attributes, deltas, key and header count.
+const RECORD_OVERHEAD: usize = 16;
 /// How often a fetch waiting for records looks again.
 const WAIT_STEP: Duration = Duration::from_millis(5);
 /// The longest a fetch waits for records, whatever the client asks.
@@ -29,9 +32,10 @@ const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Answers `request`: records from each partition's fetch offset, waiting
 /// up to the request's `max_wait_ms` while there are none yet. Within
-/// the request's `max_bytes` (at most [`MAX_FETCH_BYTES`]), shared by its
-/// partitions in order; the batches are encoded outside the log's lock,
-/// so a fetch never holds up the Ready loop's apply.
+/// the request's `max_bytes` (at most [`MAX_FETCH_BYTES`]); a request
+/// naming the partition more than once gets its records once, in the
+/// first. The batch is encoded outside the log's lock, so a fetch never
+/// holds up the Ready loop's apply.
 pub async fn fetch(state: &KafkaState, request: FetchRequest) -> FetchResponse {
     let leads = matches!(state.node.status().await, Ok(s) if s.leader == state.id);
     let error_for = |topic: &str, partition: i32| {
@@ -49,10 +53,10 @@ pub async fn fetch(state: &KafkaState, request: FetchRequest) -> FetchResponse {
         let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
         wait_for_records(state, wait.min(MAX_WAIT)).await;
     }
-    let mut budget = usize::try_from(request.max_bytes)
+    let budget = usize::try_from(request.max_bytes)
         .unwrap_or(0)
         .min(MAX_FETCH_BYTES);
-    let mut first_records = true;
+    let mut served = false;
     let responses = request
         .topics
         .into_iter()
@@ -65,15 +69,17 @@ pub async fn fetch(state: &KafkaState, request: FetchRequest) -> FetchResponse {
                     if let Some(error) = error_for(topic.topic.0.as_str(), p.partition) {
                         return response.with_error_code(code(Some(error)));
                     }
+                    let duplicate = std::mem::replace(&mut served, true);
                     let (start, end, first, records) = {
                         let log = state.read_log();
+                        let (start, end) = (log.start() as i64, log.end() as i64);
                         let (first, records) =
-                            if (log.start() as i64..=log.end() as i64).contains(&p.fetch_offset) {
+                            if !duplicate && (start..=end).contains(&p.fetch_offset) {
                                 log.read(p.fetch_offset as u64, MAX_FETCH_RECORDS)
                             } else {
                                 (0, Vec::new())
                             };
-                        (log.start() as i64, log.end() as i64, first, records)
+                        (start, end, first, records)
                     };
                     let response = response
                         .with_high_watermark(end)
@@ -83,16 +89,16 @@ pub async fn fetch(state: &KafkaState, request: FetchRequest) -> FetchResponse {
                     if !(start..=end).contains(&p.fetch_offset) {
                         return response.with_error_code(ResponseError::OffsetOutOfRange.code());
                     }
+                    if duplicate {
+                        return response.with_records(Some(Bytes::new()));
+                    }
                     let limit = usize::try_from(p.partition_max_bytes)
                         .unwrap_or(0)
                         .min(budget);
-                    let taken = within(&records, limit, first_records);
-                    if taken == 0 {
-                        return response.with_records(Some(Bytes::new()));
+                    match batch(first, &records[..within(&records, limit)]) {
+                        Ok(batch) => response.with_records(Some(batch)),
+                        Err(error) => response.with_error_code(error.code()),
                     }
-                    first_records = false;
-                    budget = budget.saturating_sub(records[..taken].iter().map(Bytes::len).sum());
-                    response.with_records(Some(batch(first, &records[..taken])))
                 })
                 .collect();
             FetchableTopicResponse::default()
@@ -112,27 +118,32 @@ async fn wait_for_records(state: &KafkaState, wait: Duration) {
     }
 }
 
-/// How many of `records` fit in `limit` bytes of values; at least one if
-/// `at_least_one`, as Kafka returns the response's first batch whole even
-/// past the limit rather than nothing.
-fn within(records: &[Bytes], limit: usize, at_least_one: bool) -> usize {
+/// How many of `records` fit in `limit` bytes, each counted with
+/// [`RECORD_OVERHEAD`]; at least one, as Kafka returns a first batch whole
+/// even past the limit rather than nothing.
+fn within(records: &[Bytes], limit: usize) -> usize {
     let mut bytes = 0;
     let fit = records
         .iter()
         .take_while(|r| {
-            bytes += r.len();
+            bytes += r.len() + RECORD_OVERHEAD;
             bytes <= limit
         })
         .count();
-    if at_least_one {
-        fit.max(1).min(records.len())
-    } else {
-        fit
-    }
+    fit.max(1).min(records.len())
 }
 
-/// One record batch of `records` from offset `first`.
-fn batch(first: u64, records: &[Bytes]) -> Bytes {
+/// One record batch of `records` from offset `first`, empty for none.
+///
+/// # Errors
+///
+/// `UNKNOWN_SERVER_ERROR` if the codec refuses the records (values under
+/// the batch limit never are), so the consumer sees an error rather than
+/// fetching the same offset forever.
+fn batch(first: u64, records: &[Bytes]) -> Result<Bytes, ResponseError> {
+    if records.is_empty() {
+        return Ok(Bytes::new());
+    }
     let records: Vec<Record> = records
         .iter()
         .zip(first as i64..)
@@ -164,15 +175,12 @@ fn batch(first: u64, records: &[Bytes]) -> Bytes {
         version: 2,
         compression: Compression::None,
     };
-    match RecordBatchEncoder::encode(&mut out, &records, &options) {
-        Ok(()) => out.freeze(),
-        // Values under the batch limit encode uncompressed; were one not
-        // to, the client gets no records rather than a broken batch.
-        Err(e) => {
+    RecordBatchEncoder::encode(&mut out, &records, &options)
+        .map(|()| out.freeze())
+        .map_err(|e| {
             tracing::error!("Kafka fetch: encoding {} records: {e}", records.len());
-            Bytes::new()
-        }
-    }
+            ResponseError::UnknownServerError
+        })
 }
 
 #[cfg(test)]
@@ -184,11 +192,11 @@ mod tests {
     #[test]
     fn a_batch_starts_at_the_first_offset_and_keeps_to_the_byte_limit() {
         let records: Vec<Bytes> = (0..5u8).map(|i| Bytes::from(vec![i; 10])).collect();
-        assert_eq!(within(&records, 25, true), 2);
-        assert_eq!(within(&records, 1, true), 1, "at least one record");
-        assert_eq!(within(&records, 1, false), 0);
-        assert_eq!(within(&[], 100, true), 0);
-        let set = RecordBatchDecoder::decode(&mut batch(40, &records[..2])).unwrap();
+        assert_eq!(within(&records, 2 * (10 + RECORD_OVERHEAD)), 2);
+        assert_eq!(within(&records, 1), 1, "at least one record");
+        assert_eq!(within(&[], 100), 0);
+        assert_eq!(batch(7, &[]), Ok(Bytes::new()));
+        let set = RecordBatchDecoder::decode(&mut batch(40, &records[..2]).unwrap()).unwrap();
         let offsets: Vec<i64> = set.records.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![40, 41]);
         assert_eq!(set.records[1].value, Some(records[1].clone()));

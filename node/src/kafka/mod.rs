@@ -59,9 +59,15 @@ pub const MAX_BATCH_BYTES: usize = crate::api::MAX_BODY_BYTES;
 /// Requests of one connection read ahead of their answers.
 const IN_FLIGHT_PER_CONNECTION: usize = 64;
 /// Client connections at once; past them a new one is closed at once.
-/// With [`MAX_FRAME_BYTES`] each, it bounds what clients can make the
-/// node buffer.
 const CONNECTIONS: usize = 1024;
+/// Bytes of requests read and not yet answered, across all connections,
+/// each request counted with the most its answer can take
+/// ([`answer_reserve`]): a connection reads its next request once it
+/// fits. With the frame each connection may be reading, this bounds what
+/// clients can make the node hold.
+const IN_FLIGHT_BYTES: usize = 256 << 20;
+/// A new connection must send its first request within this.
+const FIRST_REQUEST: Duration = Duration::from_secs(10);
 /// A connection that sends nothing for this long is closed (Kafka's
 /// `connections.max.idle.ms` is 10 minutes).
 const IDLE: Duration = Duration::from_secs(600);
@@ -95,6 +101,8 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let connections = Arc::new(Semaphore::new(CONNECTIONS));
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
+    let mut warned: Option<std::time::Instant> = None;
     loop {
         let stream = tokio::select! {
             () = stop.cancelled() => return,
@@ -104,16 +112,20 @@ pub async fn serve(
             continue;
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::debug!("Kafka client {peer}: closed, {CONNECTIONS} connections open");
+            if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(1)) {
+                tracing::warn!("Kafka client {peer}: closed, {CONNECTIONS} connections open");
+                warned = Some(std::time::Instant::now());
+            }
             continue;
         };
         let state = state.clone();
         let stop = stop.clone();
+        let in_flight = in_flight.clone();
         tokio::spawn(async move {
             let _permit = permit;
             tokio::select! {
                 () = stop.cancelled() => {}
-                result = connection(stream, &state) => {
+                result = connection(stream, &state, &in_flight) => {
                     if let Err(why) = result {
                         tracing::debug!("Kafka client {peer}: closed: {why}");
                     }
@@ -148,9 +160,24 @@ async fn accept(
     }
 }
 
+/// The most a request's answer can take: a fetch answer fills at most a
+/// frame, any other a few bytes per topic and partition it names.
+fn answer_reserve(frame: &[u8]) -> usize {
+    let fetch = kafka_protocol::messages::ApiKey::Fetch as i16;
+    if frame.get(..2) == Some(&fetch.to_be_bytes()) {
+        MAX_FRAME_BYTES
+    } else {
+        64 << 10
+    }
+}
+
 /// Reads a connection's requests and writes their answers in order,
 /// until the client closes it or sends a frame that is not a request.
-async fn connection<S>(stream: S, state: &KafkaState) -> Result<(), request::Close>
+async fn connection<S>(
+    stream: S,
+    state: &KafkaState,
+    in_flight: &Arc<Semaphore>,
+) -> Result<(), request::Close>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -160,29 +187,62 @@ where
         .new_codec();
     let mut framed = Framed::new(stream, codec);
     let mut answers = FuturesOrdered::new();
+    let mut wait = FIRST_REQUEST;
     loop {
         tokio::select! {
-            frame = tokio::time::timeout(IDLE, framed.next()), if answers.len() < IN_FLIGHT_PER_CONNECTION => {
-                let frame = frame.map_err(|_| request::Close(format!("idle for {IDLE:?}")))?;
+            frame = tokio::time::timeout(wait, framed.next()), if answers.len() < IN_FLIGHT_PER_CONNECTION => {
+                let frame = frame.map_err(|_| request::Close(format!("nothing sent for {wait:?}")))?;
                 let Some(frame) = frame else { break };
                 let frame = frame.map_err(|e| request::Close(e.to_string()))?;
-                answers.push_back(request::start(state, frame.freeze()).await?);
+                wait = IDLE;
+                let reserve = (frame.len() + answer_reserve(&frame)) as u32;
+                // Write this connection's own answers while waiting for
+                // room: they hold some of it.
+                let permit = loop {
+                    if let Ok(permit) = in_flight.clone().try_acquire_many_owned(reserve) {
+                        break permit;
+                    }
+                    match answers.next().await {
+                        Some((answer, permit)) => {
+                            send(&mut framed, answer?).await?;
+                            drop(permit);
+                        }
+                        None => {
+                            break in_flight
+                                .clone()
+                                .acquire_many_owned(reserve)
+                                .await
+                                .expect("the semaphore is never closed")
+                        }
+                    }
+                };
+                let answer = request::start(state, frame.freeze()).await?;
+                answers.push_back(async move { (answer.await, permit) });
             }
-            Some(answer) = answers.next() => {
-                let answer: Option<BytesMut> = answer?;
-                if let Some(answer) = answer {
-                    framed.send(Bytes::from(answer)).await.map_err(|e| request::Close(e.to_string()))?;
-                }
+            Some((answer, permit)) = answers.next() => {
+                send(&mut framed, answer?).await?;
+                drop(permit);
             }
         }
     }
-    while let Some(answer) = answers.next().await {
-        if let Some(answer) = answer? {
-            framed
-                .send(Bytes::from(answer))
-                .await
-                .map_err(|e| request::Close(e.to_string()))?;
-        }
+    while let Some((answer, _permit)) = answers.next().await {
+        send(&mut framed, answer?).await?;
     }
     Ok(())
+}
+
+async fn send<S>(
+    framed: &mut Framed<S, LengthDelimitedCodec>,
+    answer: Option<BytesMut>,
+) -> Result<(), request::Close>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match answer {
+        Some(answer) => framed
+            .send(Bytes::from(answer))
+            .await
+            .map_err(|e| request::Close(e.to_string())),
+        None => Ok(()),
+    }
 }

@@ -80,6 +80,16 @@ fn check(records: Option<Bytes>) -> Result<Batch, Refusal> {
         );
     };
     check_header(info, records.len())?;
+    let last_offset_delta = i32::from_be_bytes(records[23..27].try_into().expect("4 bytes"));
+    if i64::from(last_offset_delta) != i64::from(info.record_count) - 1 {
+        return refuse(
+            ResponseError::CorruptMessage,
+            format!(
+                "{} records with a last offset delta of {last_offset_delta}",
+                info.record_count
+            ),
+        );
+    }
     bounds::check_records(&records[BATCH_HEADER_BYTES..], info.record_count as usize)
         .map_err(|e| Refusal(ResponseError::CorruptMessage, e.to_string()))?;
     let set = RecordBatchDecoder::decode(&mut records.clone())
@@ -355,16 +365,17 @@ mod tests {
         unnumbered.sequence = -1;
         assert_eq!(refusal(encode(&[unnumbered])), ResponseError::InvalidRecord);
         // Attributes: compression (bits 0-2), then transactional (bit 4);
-        // the CRC covers them, so recompute it.
-        for (bit, expected) in [
-            (1, ResponseError::UnsupportedCompressionType),
-            (1 << 4, TRANSACTIONS_REFUSED),
+        // then the last offset delta. The CRC covers them: recompute it.
+        for (at, bit, expected) in [
+            (22, 1, ResponseError::UnsupportedCompressionType),
+            (22, 1 << 4, TRANSACTIONS_REFUSED),
+            (26, 1, ResponseError::CorruptMessage),
         ] {
             let mut batch = good.to_vec();
-            batch[22] |= bit;
+            batch[at] |= bit;
             let crc = crc32c::crc32c(&batch[21..]);
             batch[17..21].copy_from_slice(&crc.to_be_bytes());
-            assert_eq!(refusal(batch.into()), expected);
+            assert_eq!(refusal(batch.into()), expected, "byte {at}");
         }
         assert_eq!(
             refusal(good.slice(..good.len() - 1)),

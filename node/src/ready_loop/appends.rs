@@ -18,8 +18,10 @@
 //! current term, under the same key. A copy still in flight (a deposed
 //! leader forwarding it on) lands in a later term and is skipped.
 //!
-//! Lost proposals are proposed again in the order they were first taken
-//! (keys increase). A Kafka producer's batch is not: it is answered
+//! Lost proposals are proposed again in the order they were first taken:
+//! by key, which each boot of a node starts at random and increments, so
+//! the order breaks only where the keys wrap past 2^64. A Kafka
+//! producer's batch is not proposed again: it is answered
 //! `NotLeader`, as a Kafka broker that lost leadership answers, and the
 //! producer retries it, in its own order, at the new leader; the
 //! producers' state stores each batch once whichever copy commits.
