@@ -146,14 +146,7 @@ impl Producers {
     /// [`SequenceError`]: a fenced epoch or a gap in the sequence.
     pub fn admit(&self, batch: &ProducerBatch, count: usize) -> Result<Admission, SequenceError> {
         let Some(producer) = self.by_id.get(&batch.id) else {
-            return match batch.first_sequence {
-                0 => Ok(Admission::Store),
-                got => Err(SequenceError::OutOfOrder {
-                    id: batch.id,
-                    got,
-                    expected: 0,
-                }),
-            };
+            return starting(batch);
         };
         if batch.epoch < producer.epoch {
             return Err(SequenceError::FencedEpoch {
@@ -163,14 +156,7 @@ impl Producers {
             });
         }
         if batch.epoch > producer.epoch {
-            return match batch.first_sequence {
-                0 => Ok(Admission::Store),
-                got => Err(SequenceError::OutOfOrder {
-                    id: batch.id,
-                    got,
-                    expected: 0,
-                }),
-            };
+            return starting(batch);
         }
         let last = batch.last_sequence(count);
         if let Some(stored) = producer
@@ -283,6 +269,19 @@ impl Producers {
             return Err(format!("{} producers", producers.by_id.len()));
         }
         Ok(producers)
+    }
+}
+
+/// The first batch of a producer, or of its new epoch: it starts at
+/// sequence 0.
+fn starting(batch: &ProducerBatch) -> Result<Admission, SequenceError> {
+    match batch.first_sequence {
+        0 => Ok(Admission::Store),
+        got => Err(SequenceError::OutOfOrder {
+            id: batch.id,
+            got,
+            expected: 0,
+        }),
     }
 }
 
